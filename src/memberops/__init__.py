@@ -1,0 +1,1 @@
+"""memberops: private-domain member operations."""

@@ -1,0 +1,104 @@
+"""API keys: created once and shown once, stored only as a SHA-256, looked up by prefix.
+
+Keys carry 256 bits of randomness, so a plain SHA-256 is enough (a slow password hash protects
+guessable secrets; these are not guessable) and keeps authentication to one index seek.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from memberops.access.rules import Role
+from memberops.kit.clock import utc_now
+from memberops.kit.errors import Conflict, NotFound, Unauthenticated, ValidationFailed
+from memberops.models import ApiKey, AuditEntry
+
+KEY_PREFIX = "mo_"
+_PREFIX_LENGTH = 11  # "mo_" + 8 characters: enough to find the row, useless for guessing
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the key's name (the actor in audit entries) and its role."""
+
+    name: str
+    role: Role
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_key(session: Session, name: str, role: str, *, actor: str) -> tuple[ApiKey, str]:
+    """Create a key; return the row and the clear key, which is never retrievable again."""
+    if not name.strip():
+        raise ValidationFailed("a key needs a name")
+    try:
+        parsed_role = Role(role)
+    except ValueError:
+        raise ValidationFailed(f"role {role!r} is not one of {', '.join(r.value for r in Role)}") from None
+    if session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
+        raise Conflict(f"a key named {name!r} already exists")
+    clear = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(
+        name=name,
+        role=parsed_role.value,
+        prefix=clear[:_PREFIX_LENGTH],
+        key_hash=_hash(clear),
+        created_at=utc_now(),
+        revoked_at=None,
+    )
+    session.add(row)
+    session.flush()
+    audit(session, actor, "apikey.created", "api_key", str(row.id), {"name": name, "role": parsed_role.value})
+    return row, clear
+
+
+def authenticate(session: Session, presented: str | None) -> Caller:
+    """Return the caller for a presented key, or raise ``Unauthenticated``."""
+    if not presented or not presented.startswith(KEY_PREFIX):
+        raise Unauthenticated("send an API key as 'Authorization: Bearer mo_…'")
+    digest = _hash(presented)
+    for row in session.scalars(select(ApiKey).where(ApiKey.prefix == presented[:_PREFIX_LENGTH])):
+        if hmac.compare_digest(row.key_hash, digest) and row.revoked_at is None:
+            return Caller(row.name, Role(row.role))
+    raise Unauthenticated("the API key is not valid or has been revoked")
+
+
+def revoke_key(session: Session, name: str, *, actor: str) -> ApiKey:
+    """Revoke the key called ``name``; revoking twice changes nothing."""
+    row = session.scalars(select(ApiKey).where(ApiKey.name == name)).first()
+    if row is None:
+        raise NotFound(f"no key named {name!r}")
+    if row.revoked_at is None:
+        row.revoked_at = utc_now()
+        audit(session, actor, "apikey.revoked", "api_key", str(row.id), {"name": name})
+    return row
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    """Return every key, newest first (hashes included; callers show the prefix only)."""
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id.desc())))
+
+
+def audit(
+    session: Session, actor: str, action: str, subject_type: str, subject_id: str, detail: dict[str, Any]
+) -> None:
+    """Append an entry to the audit trail (part of the caller's transaction)."""
+    session.add(
+        AuditEntry(
+            at=utc_now(),
+            actor=actor,
+            action=action,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            detail=detail,
+        )
+    )

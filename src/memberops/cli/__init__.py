@@ -1,0 +1,1 @@
+"""The ``memberops`` command line: assembly only, every rule lives in the services."""

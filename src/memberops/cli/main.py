@@ -1,0 +1,18 @@
+"""The ``memberops`` command: one entry point, one sub-command group per context."""
+
+from __future__ import annotations
+
+import typer
+
+from memberops.cli.admin import apikey_app, db_app
+from memberops.cli.persons import identity_app, person_app
+
+app = typer.Typer(
+    help="memberops: private-domain member operations (私域会员运营): OneID, loyalty, insight, journeys.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db_app, name="db")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(person_app, name="person")
+app.add_typer(identity_app, name="identity")

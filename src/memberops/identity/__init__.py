@@ -1,0 +1,1 @@
+"""OneID: one person behind many identifiers, with merge and split."""

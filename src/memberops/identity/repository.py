@@ -1,0 +1,134 @@
+"""Every query OneID makes, set-based so a batch of thousands of records costs a few statements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import case, select, update
+from sqlalchemy.orm import Session
+
+from memberops.models import (
+    Consent,
+    Event,
+    Identifier,
+    IdentitySeparation,
+    Membership,
+    Order,
+    Person,
+)
+
+T = TypeVar("T")
+
+#: SQLite allows 32,766 bound parameters; stay far below it.
+CHUNK = 900
+
+#: Every table whose rows belong to a person and move with a merge.
+PERSON_OWNED = (Identifier, Order, Event, Membership, Consent)
+
+
+def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    """Yield ``items`` in slices of ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def identifiers_by_digest(session: Session, digests: Sequence[bytes]) -> dict[bytes, tuple[int, int]]:
+    """Return ``digest -> (identifier id, person id)`` for the digests that exist."""
+    found: dict[bytes, tuple[int, int]] = {}
+    for part in chunks(digests):
+        rows = session.execute(
+            select(Identifier.digest, Identifier.id, Identifier.person_id).where(Identifier.digest.in_(part))
+        )
+        for digest, identifier_id, person_id in rows:
+            found[bytes(digest)] = (identifier_id, person_id)
+    return found
+
+
+def persons_holding_kinds(session: Session, person_ids: Sequence[int], kinds: Iterable[str]) -> set[int]:
+    """Return which of ``person_ids`` hold at least one identifier of ``kinds``."""
+    kinds = list(kinds)
+    holders: set[int] = set()
+    for part in chunks(person_ids):
+        rows = session.execute(
+            select(Identifier.person_id)
+            .where(Identifier.person_id.in_(part), Identifier.kind.in_(kinds))
+            .distinct()
+        )
+        holders.update(row[0] for row in rows)
+    return holders
+
+
+def separations_among(session: Session, person_ids: Sequence[int]) -> set[tuple[int, int]]:
+    """Return the separated pairs (low, high) that involve any of ``person_ids``."""
+    pairs: set[tuple[int, int]] = set()
+    for part in chunks(person_ids):
+        rows = session.execute(
+            select(IdentitySeparation.person_low_id, IdentitySeparation.person_high_id).where(
+                IdentitySeparation.person_low_id.in_(part) | IdentitySeparation.person_high_id.in_(part)
+            )
+        )
+        pairs.update((low, high) for low, high in rows)
+    return pairs
+
+
+def identifier_ids_of(session: Session, person_ids: Sequence[int]) -> dict[int, list[int]]:
+    """Return ``person id -> identifier ids`` for ``person_ids``."""
+    owned: dict[int, list[int]] = {}
+    for part in chunks(person_ids):
+        for identifier_id, person_id in session.execute(
+            select(Identifier.id, Identifier.person_id).where(Identifier.person_id.in_(part))
+        ):
+            owned.setdefault(person_id, []).append(identifier_id)
+    return owned
+
+
+def active_memberships(session: Session, person_ids: Sequence[int]) -> list[Membership]:
+    """Return the active membership spells of ``person_ids``, earliest joined first."""
+    found: list[Membership] = []
+    for part in chunks(person_ids):
+        found.extend(
+            session.scalars(
+                select(Membership).where(Membership.person_id.in_(part), Membership.status == "active")
+            )
+        )
+    return sorted(found, key=lambda membership: (membership.joined_at, membership.id))
+
+
+def repoint_persons(session: Session, survivor_of: dict[int, int]) -> None:
+    """Move every row owned by an absorbed person to its survivor (``absorbed -> survivor``)."""
+    absorbed = sorted(survivor_of)
+    for part in chunks(absorbed, 400):
+        mapping = {person: survivor_of[person] for person in part}
+        for table in PERSON_OWNED:
+            column: Any = table.person_id
+            session.execute(
+                update(table).where(column.in_(part)).values(person_id=case(mapping, value=column)),
+                execution_options={"synchronize_session": False},
+            )
+        session.execute(
+            update(Person)
+            .where(Person.merged_into_id.in_(part))
+            .values(merged_into_id=case(mapping, value=Person.merged_into_id)),
+            execution_options={"synchronize_session": False},
+        )
+        session.execute(
+            update(Person).where(Person.id.in_(part)).values(merged_into_id=case(mapping, value=Person.id)),
+            execution_options={"synchronize_session": False},
+        )
+        for column_name in ("person_low_id", "person_high_id"):
+            column = getattr(IdentitySeparation, column_name)
+            session.execute(
+                update(IdentitySeparation)
+                .where(column.in_(part))
+                .values({column_name: case(mapping, value=column)}),
+                execution_options={"synchronize_session": False},
+            )
+
+
+def current_person_id(session: Session, person_id: int) -> int | None:
+    """Return the live person an id now stands for (following merges), or None if unknown."""
+    row = session.execute(select(Person.id, Person.merged_into_id).where(Person.id == person_id)).first()
+    if row is None:
+        return None
+    return int(row.merged_into_id or row.id)

@@ -1,0 +1,357 @@
+"""OneID use cases: resolve records to persons (merging where the rules say), undo a merge, split.
+
+``IdentityService.resolve`` takes a whole batch so an import of a million orders costs a few
+set-based statements per thousand rows, and the API's single record uses the very same path.
+Services never commit; the caller's unit of work does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from memberops.access.service import audit
+from memberops.identity import repository
+from memberops.identity.identifiers import IdentifierKey, mask
+from memberops.identity.rules import MergePolicy, PersonRef, plan_record, survivor_order
+from memberops.identity.rules import attribution_key as strongest
+from memberops.kit.clock import utc_now
+from memberops.kit.crypto import IdentifierVault
+from memberops.kit.db import lock_keys
+from memberops.kit.errors import Conflict, NotFound, ValidationFailed
+from memberops.models import (
+    Consent,
+    Event,
+    Identifier,
+    IdentityMerge,
+    IdentitySeparation,
+    Membership,
+    Order,
+    Person,
+)
+
+#: Above this many identifiers a batch locks OneID as a whole instead of key by key (PostgreSQL
+#: keeps advisory locks in a bounded shared table).
+KEY_LOCK_LIMIT = 64
+GLOBAL_LOCK = "memberops:identity"
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """The person a record belongs to and the identifier it was attributed by."""
+
+    person_id: int
+    identifier_id: int
+
+
+@dataclass
+class _BatchState:
+    """In-memory view of OneID while a batch is planned; flushed to the database at the end."""
+
+    owner: dict[IdentifierKey, PersonRef]
+    strong: set[PersonRef]
+    separations: set[tuple[int, int]]
+    parent: dict[PersonRef, PersonRef] = field(default_factory=dict)
+    new_persons: int = 0
+    new_identifiers: dict[IdentifierKey, PersonRef] = field(default_factory=dict)
+    merges: list[tuple[PersonRef, PersonRef, str]] = field(default_factory=list)
+
+    def find(self, person: PersonRef) -> PersonRef:
+        root = person
+        while root in self.parent:
+            root = self.parent[root]
+        while person != root:
+            self.parent[person], person = root, self.parent[person]
+        return root
+
+    def separated(self, first: PersonRef, second: PersonRef) -> bool:
+        return any({self.find(low), self.find(high)} == {first, second} for low, high in self.separations)
+
+
+class IdentityService:
+    """Resolve, merge and split persons under a ``MergePolicy``."""
+
+    def __init__(self, vault: IdentifierVault, policy: MergePolicy) -> None:
+        self.vault = vault
+        self.policy = policy
+
+    def digest(self, key: IdentifierKey) -> bytes:
+        return self.vault.digest(key.kind, key.namespace, key.value)
+
+    def lock(self, session: Session, keys: Sequence[IdentifierKey], extra: Sequence[str] = ()) -> None:
+        """Serialise concurrent resolutions that touch the same identifiers (PostgreSQL)."""
+        if len(keys) + len(extra) > KEY_LOCK_LIMIT:
+            lock_keys(session, [GLOBAL_LOCK])
+            return
+        lock_keys(session, [GLOBAL_LOCK], shared=True)
+        lock_keys(session, [self.digest(key).hex() for key in keys] + list(extra))
+
+    def resolve(
+        self, session: Session, records: Sequence[Sequence[IdentifierKey]], *, source: str, actor: str
+    ) -> list[Attribution | None]:
+        """Return each record's person, creating, attaching and merging as the rules say.
+
+        A record without identifiers gets ``None``. The caller must hold the locks (``lock``).
+        """
+        keys = sorted({key for record in records for key in record})
+        digest_of = {key: self.digest(key) for key in keys}
+        existing = repository.identifiers_by_digest(session, list(digest_of.values()))
+        identifier_id: dict[IdentifierKey, int] = {}
+        owner: dict[IdentifierKey, PersonRef] = {}
+        for key, digest in digest_of.items():
+            if digest in existing:
+                identifier_id[key], owner[key] = existing[digest]
+        reached = sorted(set(owner.values()))
+        state = _BatchState(
+            owner=owner,
+            strong=repository.persons_holding_kinds(session, reached, self.policy.merge_kinds),
+            separations=repository.separations_among(session, reached),
+        )
+        planned = [self._plan(state, record) for record in records]
+        real_of = self._flush(session, state, digest_of, identifier_id, source=source, actor=actor)
+        return [
+            None if plan is None else Attribution(real_of[state.find(plan[0])], identifier_id[plan[1]])
+            for plan in planned
+        ]
+
+    def _plan(
+        self, state: _BatchState, record: Sequence[IdentifierKey]
+    ) -> tuple[PersonRef, IdentifierKey] | None:
+        if not record:
+            return None
+        roots = {key: state.find(state.owner[key]) for key in record if key in state.owner}
+        plan = plan_record(
+            record,
+            roots,
+            lambda person: person in state.strong,
+            state.separated,
+            self.policy,
+        )
+        person = plan.person
+        if person is None:
+            state.new_persons += 1
+            person = -state.new_persons
+        for merge in plan.merges:
+            state.parent[merge.absorbed] = person
+            if merge.absorbed in state.strong:
+                state.strong.add(person)
+            state.merges.append((merge.absorbed, person, merge.kind))
+        for key in plan.attach:
+            state.owner[key] = person
+            state.new_identifiers[key] = person
+            if key.kind in self.policy.merge_kinds:
+                state.strong.add(person)
+        owned = [key for key in record if key not in plan.conflicts]
+        return person, strongest(owned)
+
+    def _flush(
+        self,
+        session: Session,
+        state: _BatchState,
+        digest_of: dict[IdentifierKey, bytes],
+        identifier_id: dict[IdentifierKey, int],
+        *,
+        source: str,
+        actor: str,
+    ) -> dict[PersonRef, int]:
+        now = utc_now()
+        roots = {state.find(-n) for n in range(1, state.new_persons + 1)}
+        new_roots = sorted((root for root in roots if root < 0), key=survivor_order)
+        real_of: dict[PersonRef, int] = {}
+        if new_roots:
+            created = session.execute(
+                insert(Person).returning(Person.id, sort_by_parameter_order=True),
+                [{"created_at": now, "merged_into_id": None} for _ in new_roots],
+            ).scalars()
+            real_of.update(zip(new_roots, created, strict=True))
+        for person in list(state.owner.values()) + [m[0] for m in state.merges]:
+            root = state.find(person)
+            if root > 0:
+                real_of[root] = root
+            real_of[person] = real_of[root]
+
+        if state.new_identifiers:
+            rows = [
+                {
+                    "person_id": real_of[state.find(person)],
+                    "kind": str(key.kind),
+                    "namespace": key.namespace,
+                    "digest": digest_of[key],
+                    "ciphertext": self.vault.encrypt(key.value),
+                    "masked": mask(key.kind, key.value),
+                    "source": source,
+                    "created_at": now,
+                }
+                for key, person in state.new_identifiers.items()
+            ]
+            ids = session.execute(
+                insert(Identifier).returning(Identifier.id, sort_by_parameter_order=True), rows
+            ).scalars()
+            identifier_id.update(zip(state.new_identifiers, ids, strict=True))
+
+        stored_merges = [(absorbed, kind) for absorbed, _, kind in state.merges if absorbed > 0]
+        if stored_merges:
+            self._merge_stored(session, state, real_of, stored_merges, actor=actor, now=now)
+        return real_of
+
+    def _merge_stored(
+        self,
+        session: Session,
+        state: _BatchState,
+        real_of: dict[PersonRef, int],
+        merges: list[tuple[int, str]],
+        *,
+        actor: str,
+        now: object,
+    ) -> None:
+        survivor_of = {absorbed: real_of[state.find(absorbed)] for absorbed, _ in merges}
+        moved = repository.identifier_ids_of(session, sorted(survivor_of))
+        set_aside = self._set_aside_duplicate_memberships(session, survivor_of)
+        repository.repoint_persons(session, survivor_of)
+        session.execute(
+            insert(IdentityMerge),
+            [
+                {
+                    "survivor_id": survivor_of[absorbed],
+                    "absorbed_id": absorbed,
+                    "identifier_kind": kind,
+                    "reason": f"a record shared a {kind} identifier",
+                    "actor": actor,
+                    "created_at": now,
+                    "undone_at": None,
+                    "undone_by": None,
+                    "detail": {
+                        "identifier_ids": sorted(moved.get(absorbed, [])),
+                        "set_aside_membership_ids": sorted(set_aside.get(absorbed, [])),
+                    },
+                }
+                for absorbed, kind in merges
+            ],
+        )
+
+    def _set_aside_duplicate_memberships(
+        self, session: Session, survivor_of: dict[int, int]
+    ) -> dict[int, list[int]]:
+        """Keep one active membership per merged person (the earliest); mark the others merged."""
+        people = sorted(set(survivor_of) | set(survivor_of.values()))
+        kept: dict[int, int] = {}
+        set_aside: dict[int, list[int]] = {}
+        for membership in repository.active_memberships(session, people):
+            survivor = survivor_of.get(membership.person_id, membership.person_id)
+            if survivor not in kept:
+                kept[survivor] = membership.id
+                continue
+            set_aside.setdefault(membership.person_id, []).append(membership.id)
+        ids = [membership_id for group in set_aside.values() for membership_id in group]
+        if ids:
+            session.execute(
+                update(Membership).where(Membership.id.in_(ids)).values(status="merged"),
+                execution_options={"synchronize_session": False},
+            )
+        return set_aside
+
+    # ----------------------------------------------------------------- operator actions
+
+    def undo_merge(self, session: Session, merge_id: int, *, actor: str, reason: str) -> IdentityMerge:
+        """Split a wrong merge: the absorbed person gets back what it had, and is kept apart.
+
+        Rows attributed by the absorbed person's identifiers (also ones that arrived after the merge)
+        go back with them. Undoing an undone merge changes nothing.
+        """
+        lock_keys(session, [GLOBAL_LOCK])
+        merge = session.get(IdentityMerge, merge_id, with_for_update=True)
+        if merge is None:
+            raise NotFound(f"merge {merge_id} does not exist")
+        if merge.undone_at is not None:
+            return merge
+        current = repository.current_person_id(session, merge.survivor_id)
+        assert current is not None
+        session.execute(update(Person).where(Person.id == merge.absorbed_id).values(merged_into_id=None))
+        self._move_identifiers(
+            session, current, merge.absorbed_id, list(merge.detail.get("identifier_ids", [])), actor, reason
+        )
+        restored = list(merge.detail.get("set_aside_membership_ids", []))
+        if restored:
+            session.execute(
+                update(Membership)
+                .where(Membership.id.in_(restored), Membership.status == "merged")
+                .values(status="active", person_id=merge.absorbed_id)
+            )
+        merge.undone_at = utc_now()
+        merge.undone_by = actor
+        audit(session, actor, "identity.merge_undone", "merge", str(merge.id), {"reason": reason})
+        return merge
+
+    def split(
+        self, session: Session, person_id: int, identifier_ids: Sequence[int], *, actor: str, reason: str
+    ) -> int:
+        """Move ``identifier_ids`` (and the rows attributed by them) to a new person; return its id."""
+        lock_keys(session, [GLOBAL_LOCK])
+        current = repository.current_person_id(session, person_id)
+        if current is None:
+            raise NotFound(f"person {person_id} does not exist")
+        owned = set(repository.identifier_ids_of(session, [current]).get(current, []))
+        wanted = set(identifier_ids)
+        if not wanted:
+            raise ValidationFailed("name at least one identifier to split off")
+        if not wanted <= owned:
+            raise ValidationFailed(
+                f"identifiers {sorted(wanted - owned)} do not belong to person {current}",
+                identifier_ids=sorted(wanted - owned),
+            )
+        if wanted == owned:
+            raise Conflict("splitting off every identifier would leave the person empty")
+        new_person = session.execute(
+            insert(Person).returning(Person.id), [{"created_at": utc_now(), "merged_into_id": None}]
+        ).scalar_one()
+        self._move_identifiers(session, current, new_person, sorted(wanted), actor, reason)
+        audit(
+            session,
+            actor,
+            "identity.split",
+            "person",
+            str(current),
+            {"new_person_id": new_person, "identifier_ids": sorted(wanted), "reason": reason},
+        )
+        return new_person
+
+    def _move_identifiers(
+        self, session: Session, source: int, target: int, identifier_ids: list[int], actor: str, reason: str
+    ) -> None:
+        options = {"synchronize_session": False}
+        session.execute(
+            update(Identifier)
+            .where(Identifier.id.in_(identifier_ids), Identifier.person_id == source)
+            .values(person_id=target),
+            execution_options=options,
+        )
+        for table in (Order, Event, Membership):
+            session.execute(
+                update(table)
+                .where(table.identifier_id.in_(identifier_ids), table.person_id == source)
+                .values(person_id=target),
+                execution_options=options,
+            )
+        moved_events = select(Event.id).where(Event.identifier_id.in_(identifier_ids))
+        session.execute(
+            update(Consent)
+            .where(Consent.event_id.in_(moved_events), Consent.person_id == source)
+            .values(person_id=target),
+            execution_options=options,
+        )
+        low, high = sorted((source, target))
+        session.execute(
+            insert(IdentitySeparation),
+            [
+                {
+                    "person_low_id": low,
+                    "person_high_id": high,
+                    "reason": reason,
+                    "actor": actor,
+                    "created_at": utc_now(),
+                }
+            ],
+        )

@@ -1,0 +1,1 @@
+"""Shared building blocks: settings, money, time, database session, errors, crypto."""
