@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from memberops.cli.admin import apikey_app, db_app
+from memberops.cli.imports import import_app
 from memberops.cli.persons import identity_app, person_app
 
 app = typer.Typer(
@@ -16,3 +17,4 @@ app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(person_app, name="person")
 app.add_typer(identity_app, name="identity")
+app.add_typer(import_app, name="import")

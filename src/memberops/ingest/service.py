@@ -23,6 +23,9 @@ from memberops.kit.db import lock_keys
 from memberops.kit.errors import Conflict, NotFound, ValidationFailed
 from memberops.models import Channel, Consent, Event, Membership, Order, OrderLine, Refund, Store
 
+#: The outcome of the second of two records with one natural key in the same batch.
+DUPLICATE_IN_BATCH = "duplicate in this batch"
+
 
 @dataclass(frozen=True)
 class OrderOutcome:
@@ -74,7 +77,7 @@ class IngestService:
                 order_id, person_id = existing[key]
                 outcomes[index] = OrderOutcome(order_id, person_id, created=False)
             elif key in seen:
-                outcomes[index] = OrderOutcome(None, None, created=False, rejection="duplicate in this batch")
+                outcomes[index] = OrderOutcome(None, None, created=False, rejection=DUPLICATE_IN_BATCH)
             elif order.source not in channels:
                 outcomes[index] = OrderOutcome(
                     None, None, False, f"source {order.source!r} is not a known channel"
@@ -275,7 +278,7 @@ class IngestService:
                 event_id, person_id = existing[event.dedup_key]
                 outcomes[index] = EventOutcome(event_id, person_id, created=False)
             elif event.dedup_key in seen:
-                outcomes[index] = EventOutcome(None, None, False, "duplicate in this batch")
+                outcomes[index] = EventOutcome(None, None, False, DUPLICATE_IN_BATCH)
             elif event.field not in channels:
                 outcomes[index] = EventOutcome(
                     None, None, False, f"field {event.field!r} is not a known channel"

@@ -21,20 +21,20 @@ def yuan_to_fen(value: str | int | Decimal, *, allow_zero: bool = True) -> int:
     Floats are refused on purpose: ``0.1 + 0.2`` must never reach a ledger.
     """
     if isinstance(value, (bool, float)):
-        raise InvalidAmount(f"amount must be a decimal string, not {type(value).__name__}")
+        raise InvalidAmount(f"must be a decimal string, not {type(value).__name__}")
     try:
         amount = Decimal(str(value).strip())
     except InvalidOperation:
-        raise InvalidAmount(f"amount {value!r} is not a number") from None
+        raise InvalidAmount(f"{value!r} is not a number") from None
     if not amount.is_finite():
-        raise InvalidAmount(f"amount {value!r} is not a number")
+        raise InvalidAmount(f"{value!r} is not a number")
     if amount < 0:
-        raise InvalidAmount(f"amount {value!r} is negative")
+        raise InvalidAmount(f"{value!r} is negative")
     if not allow_zero and amount == 0:
-        raise InvalidAmount("amount must be greater than zero")
+        raise InvalidAmount("must be greater than zero")
     fen = amount * _FEN_PER_YUAN
     if fen != fen.to_integral_value():
-        raise InvalidAmount(f"amount {value!r} has more than two decimals")
+        raise InvalidAmount(f"{value!r} has more than two decimals")
     return int(fen)
 
 

@@ -1,0 +1,273 @@
+"""Bulk import of stores, orders and events from files.
+
+Rows are validated one by one (a bad row is reported with its line and reason and the rest go
+in), then stored in batches, each batch one transaction through the same services the API uses.
+Because every record is keyed by its natural key, running a file again adds nothing, and an
+import killed half-way and run again ends exactly where one uninterrupted run would: the
+committed batches are skipped as duplicates and the rest is applied in the same order.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy import select
+
+from memberops.ingest.profiles import PROFILES, Profile
+from memberops.ingest.readers import RawRow, columns_of, read_rows
+from memberops.ingest.records import EventIn, OrderIn, RecordRejected, parse_event, parse_order
+from memberops.ingest.service import DUPLICATE_IN_BATCH
+from memberops.kit.clock import utc_now
+from memberops.kit.db import unit_of_work
+from memberops.kit.errors import ValidationFailed
+from memberops.models import Store
+from memberops.wiring import Services
+
+Kind = Literal["orders", "events", "stores"]
+Progress = Callable[[int], None]
+T = TypeVar("T")
+
+#: Rows per transaction: large enough that per-batch queries amortise, small enough that a
+#: crash loses little work and memory stays flat.
+BATCH_SIZE = 2000
+STORE_COLUMNS = ("code", "name", "city", "store_type")
+EVENT_REQUIRED = ("type", "occurred_at", "field")
+
+
+@dataclass
+class ImportSummary:
+    """What an import did: rows read, imported, already there, and rejected (with reasons)."""
+
+    path: Path
+    kind: Kind
+    rows: int = 0
+    imported: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    reject_path: Path | None = None
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, reason: str) -> None:
+        self.rejected += 1
+        label = reason.split(":")[0].split("'")[0].strip()
+        self.reasons[label] = self.reasons.get(label, 0) + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": str(self.path),
+            "kind": self.kind,
+            "rows": self.rows,
+            "imported": self.imported,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "reject_file": str(self.reject_path) if self.reject_path else None,
+            "reject_reasons": dict(sorted(self.reasons.items(), key=lambda item: -item[1])),
+        }
+
+
+class RejectWriter:
+    """Writes rejected rows to a CSV next to the input: line, reason, and the row as JSON.
+
+    Rows are held per batch and written in line order, whichever check rejected them.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle = path.open("w", encoding="utf-8", newline="")
+        self._writer = csv.writer(self._handle)
+        self._writer.writerow(["line", "reason", "row"])
+        self._pending: list[tuple[int, str, dict[str, Any]]] = []
+
+    def write(self, line: int, reason: str, values: dict[str, Any]) -> None:
+        self._pending.append((line, reason, values))
+
+    def flush(self) -> None:
+        for line, reason, values in sorted(self._pending, key=lambda item: item[0]):
+            self._writer.writerow([line, reason, json.dumps(values, ensure_ascii=False, default=str)])
+        self._pending.clear()
+        self._handle.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self._handle.close()
+
+
+def default_reject_path(path: Path) -> Path:
+    """Return ``FILE.rejects.csv`` beside the input file."""
+    return path.with_name(path.name + ".rejects.csv")
+
+
+def _batches(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _check_columns(path: Path, required: tuple[str, ...]) -> None:
+    present = set(columns_of(path))
+    missing = [column for column in required if column not in present]
+    if missing:
+        raise ValidationFailed(
+            f"{path.name}: missing required column(s) {', '.join(missing)}", missing=missing
+        )
+
+
+def import_file(
+    services: Services,
+    path: Path,
+    kind: Kind,
+    *,
+    profile: str = "canonical",
+    reject_path: Path | None = None,
+    actor: str = "import",
+    progress: Progress | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> ImportSummary:
+    """Import ``path`` as ``kind``; raise ``ValidationFailed`` (nothing written) if the file is unusable."""
+    if not path.is_file():
+        raise ValidationFailed(f"{path}: no such file")
+    chosen = PROFILES.get(profile)
+    if kind == "orders" and chosen is None:
+        raise ValidationFailed(f"unknown profile {profile!r}; one of {', '.join(PROFILES)}")
+    if kind == "orders":
+        assert chosen is not None
+        _check_columns(path, chosen.required_columns)
+    elif kind == "events":
+        _check_columns(path, EVENT_REQUIRED)
+    else:
+        _check_columns(path, STORE_COLUMNS)
+
+    summary = ImportSummary(path=path, kind=kind)
+    rejects = RejectWriter(reject_path or default_reject_path(path))
+    try:
+        for batch in _batches(read_rows(path), batch_size):
+            summary.rows += len(batch)
+            if kind == "orders":
+                assert chosen is not None
+                _order_batch(services, batch, chosen, summary, rejects, actor)
+            elif kind == "events":
+                _event_batch(services, batch, summary, rejects, actor)
+            else:
+                _store_batch(services, batch, summary, rejects)
+            rejects.flush()
+            if progress:
+                progress(len(batch))
+    finally:
+        rejects.close()
+    if summary.rejected:
+        summary.reject_path = rejects.path
+    else:
+        rejects.path.unlink(missing_ok=True)
+    return summary
+
+
+def _order_batch(
+    services: Services,
+    batch: list[RawRow],
+    profile: Profile,
+    summary: ImportSummary,
+    rejects: RejectWriter,
+    actor: str,
+) -> None:
+    naive_zone = services.settings.time_zone if profile.local_times else None
+    parsed: list[tuple[RawRow, OrderIn]] = []
+    for row in batch:
+        try:
+            if row.unreadable:
+                raise RecordRejected(row.unreadable)
+            parsed.append((row, parse_order(profile.to_canonical(row.values), naive_zone=naive_zone)))
+        except RecordRejected as error:
+            summary.reject(str(error))
+            rejects.write(row.line, str(error), row.values)
+    if not parsed:
+        return
+    with unit_of_work(services.sessions) as session:
+        outcomes = services.ingest.ingest_orders(session, [order for _, order in parsed], actor=actor)
+    for (row, _), outcome in zip(parsed, outcomes, strict=True):
+        _count(summary, rejects, row, outcome.created, outcome.rejection)
+
+
+def _event_batch(
+    services: Services, batch: list[RawRow], summary: ImportSummary, rejects: RejectWriter, actor: str
+) -> None:
+    parsed: list[tuple[RawRow, EventIn]] = []
+    for row in batch:
+        try:
+            if row.unreadable:
+                raise RecordRejected(row.unreadable)
+            parsed.append((row, parse_event(row.values)))
+        except RecordRejected as error:
+            summary.reject(str(error))
+            rejects.write(row.line, str(error), row.values)
+    if not parsed:
+        return
+    with unit_of_work(services.sessions) as session:
+        outcomes = services.ingest.ingest_events(session, [event for _, event in parsed], actor=actor)
+    for (row, _), outcome in zip(parsed, outcomes, strict=True):
+        _count(summary, rejects, row, outcome.created, outcome.rejection)
+
+
+def _count(
+    summary: ImportSummary, rejects: RejectWriter, row: RawRow, created: bool, rejection: str | None
+) -> None:
+    if created:
+        summary.imported += 1
+    elif rejection is None or rejection == DUPLICATE_IN_BATCH:
+        summary.duplicates += 1
+    else:
+        summary.reject(rejection)
+        rejects.write(row.line, rejection, row.values)
+
+
+def _store_batch(
+    services: Services, batch: list[RawRow], summary: ImportSummary, rejects: RejectWriter
+) -> None:
+    valid: dict[str, dict[str, str]] = {}
+    for row in batch:
+        values = {column: str(row.values.get(column) or "").strip() for column in STORE_COLUMNS}
+        missing = [column for column, value in values.items() if not value]
+        if row.unreadable or missing:
+            reason = row.unreadable or f"{', '.join(missing)} missing"
+            summary.reject(reason)
+            rejects.write(row.line, reason, row.values)
+        elif len(values["code"]) > 32:
+            summary.reject("code is longer than 32 characters")
+            rejects.write(row.line, "code is longer than 32 characters", row.values)
+        elif values["code"] in valid:
+            summary.duplicates += 1
+        else:
+            valid[values["code"]] = values
+    if not valid:
+        return
+    with unit_of_work(services.sessions) as session:
+        known = {
+            store.code: store for store in session.scalars(select(Store).where(Store.code.in_(list(valid))))
+        }
+        for code, values in valid.items():
+            store = known.get(code)
+            if store is None:
+                session.add(Store(created_at=utc_now(), **values))
+                summary.imported += 1
+            elif (store.name, store.city, store.store_type) == (
+                values["name"],
+                values["city"],
+                values["store_type"],
+            ):
+                summary.duplicates += 1
+            else:
+                store.name, store.city, store.store_type = (
+                    values["name"],
+                    values["city"],
+                    values["store_type"],
+                )
+                summary.imported += 1
