@@ -73,9 +73,7 @@ def person_profile(
     event_counts = dict(
         session.execute(
             select(Event.kind, func.count(Event.id)).where(Event.person_id == current).group_by(Event.kind)
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     merges = session.scalars(
         select(IdentityMerge)

@@ -192,9 +192,7 @@ class IngestService:
     def _store_ids(session: Session, codes: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}
         for part in chunks(codes):
-            found.update(
-                session.execute(select(Store.code, Store.id).where(Store.code.in_(part))).tuples().all()
-            )
+            found.update(session.execute(select(Store.code, Store.id).where(Store.code.in_(part))).all())
         return found
 
     # ------------------------------------------------------------------ refunds
