@@ -23,7 +23,9 @@ from memberops.kit.settings import Settings
 from memberops.models import Base
 from memberops.wiring import Services, build_services
 
-POSTGRES_URL = os.environ.get("MEMBEROPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "MEMBEROPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 TEST_SECRET = base64.b64encode(b"memberops-test-secret-32-bytes!!").decode()
 #: Reference data seeded by the migrations; kept between tests.
 KEPT_TABLES = {"channels"}
@@ -84,3 +86,12 @@ def services(engine: Engine) -> Services:
     settings = settings_for(engine.url.render_as_string(hide_password=False))
     vault = IdentifierVault.from_secret(base64.b64decode(TEST_SECRET))
     return build_services(settings, engine=engine, vault=vault)
+
+
+@pytest.fixture
+def postgres_services(postgres_engine: Engine) -> Services:
+    """Wired services on the (truncated) PostgreSQL schema only: for race tests."""
+    _truncate(postgres_engine)
+    settings = settings_for(postgres_engine.url.render_as_string(hide_password=False))
+    vault = IdentifierVault.from_secret(base64.b64decode(TEST_SECRET))
+    return build_services(settings, engine=postgres_engine, vault=vault)
