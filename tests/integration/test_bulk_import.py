@@ -322,3 +322,19 @@ def test_an_import_killed_half_way_and_run_again_ends_as_one_uninterrupted_run(
     finally:
         killed.dispose()
         whole.dispose()
+
+
+def test_batch_boundaries_do_not_change_the_outcome(services: Services, tmp_path: Path) -> None:
+    from memberops.kit import migrate
+    from memberops.wiring import build_services
+
+    path = messy_orders(tmp_path / "orders.csv", 600)
+    import_file(services, path, "orders", batch_size=1000)
+    one_by_one_engine = make_engine(f"sqlite:///{tmp_path / 'one-by-one.db'}")
+    migrate.upgrade(one_by_one_engine)
+    one_by_one = build_services(services.settings, engine=one_by_one_engine, vault=services.vault)
+    import_file(one_by_one, path, "orders", batch_size=1)
+    try:
+        assert logical_state(services.engine) == logical_state(one_by_one_engine)
+    finally:
+        one_by_one_engine.dispose()

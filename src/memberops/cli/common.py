@@ -17,8 +17,8 @@ from memberops.identity.identifiers import InvalidIdentifier
 from memberops.kit.errors import MemberOpsError
 from memberops.wiring import Services, build_services
 
-console = Console()
-errors = Console(stderr=True)
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 #: Exit status for bad input or a refused action (typer uses 2 for usage errors as well).
 EXIT_REFUSED = 2

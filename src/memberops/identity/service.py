@@ -7,16 +7,17 @@ Services never commit; the caller's unit of work does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import case, insert, select, update
 from sqlalchemy.orm import Session
 
 from memberops.access.service import audit
 from memberops.identity import repository
 from memberops.identity.identifiers import IdentifierKey, mask
-from memberops.identity.rules import MergePolicy, PersonRef, plan_record, survivor_order
+from memberops.identity.rules import MergePolicy, PersonRef, plan_record
 from memberops.identity.rules import attribution_key as strongest
 from memberops.kit.clock import utc_now
 from memberops.kit.crypto import IdentifierVault
@@ -157,26 +158,33 @@ class IdentityService:
         source: str,
         actor: str,
     ) -> dict[PersonRef, int]:
+        """Write the planned batch so the result equals processing its records one by one.
+
+        Every planned person gets a row, also one absorbed later in the same batch (its row points
+        at the survivor and its merge is recorded), so the outcome does not depend on where batch
+        boundaries fall, and every merge can be undone.
+        """
         now = utc_now()
-        roots = {state.find(-n) for n in range(1, state.new_persons + 1)}
-        new_roots = sorted((root for root in roots if root < 0), key=survivor_order)
+        planned = [-n for n in range(1, state.new_persons + 1)]
         real_of: dict[PersonRef, int] = {}
-        if new_roots:
+        if planned:
             created = session.execute(
                 insert(Person).returning(Person.id, sort_by_parameter_order=True),
-                [{"created_at": now, "merged_into_id": None} for _ in new_roots],
+                [{"created_at": now, "merged_into_id": None} for _ in planned],
             ).scalars()
-            real_of.update(zip(new_roots, created, strict=True))
-        for person in list(state.owner.values()) + [m[0] for m in state.merges]:
-            root = state.find(person)
-            if root > 0:
-                real_of[root] = root
-            real_of[person] = real_of[root]
+            real_of.update(zip(planned, created, strict=True))
+        for person in [*state.owner.values(), *(merge[0] for merge in state.merges)]:
+            if person > 0:
+                real_of[person] = person
 
+        def final(person: PersonRef) -> int:
+            return real_of[state.find(person)]
+
+        brought: dict[PersonRef, list[int]] = {}
         if state.new_identifiers:
             rows = [
                 {
-                    "person_id": real_of[state.find(person)],
+                    "person_id": final(person),
                     "kind": str(key.kind),
                     "namespace": key.namespace,
                     "digest": digest_of[key],
@@ -190,33 +198,45 @@ class IdentityService:
             ids = session.execute(
                 insert(Identifier).returning(Identifier.id, sort_by_parameter_order=True), rows
             ).scalars()
-            identifier_id.update(zip(state.new_identifiers, ids, strict=True))
+            for (key, person), new_id in zip(state.new_identifiers.items(), ids, strict=True):
+                identifier_id[key] = new_id
+                brought.setdefault(person, []).append(new_id)
 
-        stored_merges = [(absorbed, kind) for absorbed, _, kind in state.merges if absorbed > 0]
-        if stored_merges:
-            self._merge_stored(session, state, real_of, stored_merges, actor=actor, now=now)
-        return real_of
+        if state.merges:
+            self._record_merges(session, state, real_of, final, brought, actor=actor, now=now)
+        return {person: final(person) for person in real_of}
 
-    def _merge_stored(
+    def _record_merges(
         self,
         session: Session,
         state: _BatchState,
-        real_of: dict[PersonRef, int],
-        merges: list[tuple[int, str]],
+        own: dict[PersonRef, int],
+        final: Callable[[PersonRef], int],
+        brought: dict[PersonRef, list[int]],
         *,
         actor: str,
-        now: object,
+        now: datetime,
     ) -> None:
-        survivor_of = {absorbed: real_of[state.find(absorbed)] for absorbed, _ in merges}
-        moved = repository.identifier_ids_of(session, sorted(survivor_of))
-        set_aside = self._set_aside_duplicate_memberships(session, survivor_of)
-        repository.repoint_persons(session, survivor_of)
+        """Re-point what absorbed persons own and record each merge with what it moved."""
+        survivor_of = {absorbed: final(absorbed) for absorbed, _, _ in state.merges}
+        stored = {person: survivor for person, survivor in survivor_of.items() if person > 0}
+        owned = repository.identifier_ids_of(session, sorted(stored))
+        set_aside = self._set_aside_duplicate_memberships(session, stored)
+        repository.repoint_persons(session, stored)
+        planned = {own[ref]: survivor for ref, survivor in survivor_of.items() if ref < 0}
+        if planned:
+            session.execute(
+                update(Person)
+                .where(Person.id.in_(sorted(planned)))
+                .values(merged_into_id=case(planned, value=Person.id)),
+                execution_options={"synchronize_session": False},
+            )
         session.execute(
             insert(IdentityMerge),
             [
                 {
                     "survivor_id": survivor_of[absorbed],
-                    "absorbed_id": absorbed,
+                    "absorbed_id": own[absorbed],
                     "identifier_kind": kind,
                     "reason": f"a record shared a {kind} identifier",
                     "actor": actor,
@@ -224,11 +244,11 @@ class IdentityService:
                     "undone_at": None,
                     "undone_by": None,
                     "detail": {
-                        "identifier_ids": sorted(moved.get(absorbed, [])),
+                        "identifier_ids": sorted(owned.get(absorbed, []) + brought.get(absorbed, [])),
                         "set_aside_membership_ids": sorted(set_aside.get(absorbed, [])),
                     },
                 }
-                for absorbed, kind in merges
+                for absorbed, _, kind in state.merges
             ],
         )
 

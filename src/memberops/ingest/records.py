@@ -144,7 +144,12 @@ def _fen(raw: Mapping[str, Any], name: str, *, required: bool = True) -> int | N
 
 
 def parse_identifiers(raw: Mapping[str, Any], default_namespace: str) -> tuple[IdentifierKey, ...]:
-    """Return the normalised identifiers a record carries; a malformed one rejects the record."""
+    """Return the normalised identifiers a record carries; a malformed one rejects the record.
+
+    Openids and buyer ids belong to the app or platform named by ``app_id`` when the record says,
+    else to the record's channel: a Douyin live-room follow carries ``app_id: douyin`` so the
+    follower's buyer id is the one their Douyin orders carry.
+    """
     namespace = _text(raw, "app_id") or default_namespace
     keys: list[IdentifierKey] = []
     for column in IDENTIFIER_COLUMNS:
@@ -152,9 +157,8 @@ def parse_identifiers(raw: Mapping[str, Any], default_namespace: str) -> tuple[I
         if value is None:
             continue
         kind = IdentifierKind(column)
-        scope = namespace if kind is IdentifierKind.OPENID else default_namespace
         try:
-            keys.append(normalize(kind, value, scope))
+            keys.append(normalize(kind, value, namespace))
         except InvalidIdentifier as error:
             raise RecordRejected(str(error)) from None
     return tuple(dict.fromkeys(keys))
