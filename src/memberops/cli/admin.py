@@ -70,3 +70,36 @@ def apikey_revoke(name: str) -> None:
     with transaction() as session:
         access.revoke_key(session, name, actor=CLI_ACTOR)
     typer.echo(f"revoked key {name!r}")
+
+
+channel_app = typer.Typer(
+    help="Channels and fields (场域) that orders and events come from.", no_args_is_help=True
+)
+
+
+@channel_app.command("list")
+def channel_list(output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.TABLE) -> None:
+    """List the channels orders' source and events' field may name."""
+    from memberops.ingest.channels import list_channels
+
+    with transaction() as session:
+        rows = [{"code": c.code, "name": c.name, "kind": c.kind} for c in list_channels(session)]
+    if output is OutputFormat.JSON:
+        print_json(rows)
+    else:
+        print_table("channels", ["code", "name", "kind"], [list(r.values()) for r in rows])
+
+
+@channel_app.command("add")
+@reports_errors
+def channel_add(
+    code: Annotated[str, typer.Argument(help="lower-case code, e.g. jd or xiaohongshu")],
+    name: Annotated[str, typer.Option(help="display name, e.g. 京东 / JD.com")],
+    kind: Annotated[str, typer.Option(help="sales | social | both")] = "both",
+) -> None:
+    """Register a channel so orders and events from it are accepted."""
+    from memberops.ingest.channels import add_channel
+
+    with transaction() as session:
+        add_channel(session, code, name, kind, actor=CLI_ACTOR)
+    typer.echo(f"added channel {code!r}")

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from memberops.cli.common import OutputFormat, console, errors, print_json, reports_errors, services
-from memberops.ingest.bulk import ImportSummary, Kind, import_file
+from memberops.ingest.bulk import ImportSummary, Kind, check_file, import_file
 from memberops.ingest.readers import count_rows
 
 import_app = typer.Typer(
@@ -25,7 +25,8 @@ def run_import(
 ) -> ImportSummary:
     """Import one file with a progress bar; return the summary."""
     svc = services()
-    total = count_rows(path) if path.is_file() else 0
+    check_file(path, kind, profile)
+    total = count_rows(path)
     with Progress(
         TextColumn(f"[bold]{kind}[/bold] {path.name}"),
         BarColumn(),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from memberops.cli.admin import apikey_app, db_app
+from memberops.cli.admin import apikey_app, channel_app, db_app
+from memberops.cli.demo import demo, identity_accuracy
 from memberops.cli.imports import import_app
 from memberops.cli.persons import identity_app, person_app
+from memberops.cli.server import serve
 
 app = typer.Typer(
     help="memberops: private-domain member operations (私域会员运营): OneID, loyalty, insight, journeys.",
@@ -15,6 +17,10 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(channel_app, name="channel")
 app.add_typer(person_app, name="person")
 app.add_typer(identity_app, name="identity")
 app.add_typer(import_app, name="import")
+app.command("demo")(demo)
+app.command("serve")(serve)
+identity_app.command("accuracy")(identity_accuracy)

@@ -122,6 +122,22 @@ def _check_columns(path: Path, required: tuple[str, ...]) -> None:
         )
 
 
+def check_file(path: Path, kind: Kind, profile: str = "canonical") -> Profile:
+    """Refuse a file that cannot be imported at all (missing, unknown format, missing columns)."""
+    if not path.is_file():
+        raise ValidationFailed(f"{path}: no such file")
+    chosen = PROFILES.get(profile)
+    if chosen is None:
+        raise ValidationFailed(f"unknown profile {profile!r}; one of {', '.join(PROFILES)}")
+    if kind == "orders":
+        _check_columns(path, chosen.required_columns)
+    elif kind == "events":
+        _check_columns(path, EVENT_REQUIRED)
+    else:
+        _check_columns(path, STORE_COLUMNS)
+    return chosen
+
+
 def import_file(
     services: Services,
     path: Path,
@@ -134,26 +150,13 @@ def import_file(
     batch_size: int = BATCH_SIZE,
 ) -> ImportSummary:
     """Import ``path`` as ``kind``; raise ``ValidationFailed`` (nothing written) if the file is unusable."""
-    if not path.is_file():
-        raise ValidationFailed(f"{path}: no such file")
-    chosen = PROFILES.get(profile)
-    if kind == "orders" and chosen is None:
-        raise ValidationFailed(f"unknown profile {profile!r}; one of {', '.join(PROFILES)}")
-    if kind == "orders":
-        assert chosen is not None
-        _check_columns(path, chosen.required_columns)
-    elif kind == "events":
-        _check_columns(path, EVENT_REQUIRED)
-    else:
-        _check_columns(path, STORE_COLUMNS)
-
+    chosen = check_file(path, kind, profile)
     summary = ImportSummary(path=path, kind=kind)
     rejects = RejectWriter(reject_path or default_reject_path(path))
     try:
         for batch in _batches(read_rows(path), batch_size):
             summary.rows += len(batch)
             if kind == "orders":
-                assert chosen is not None
                 _order_batch(services, batch, chosen, summary, rejects, actor)
             elif kind == "events":
                 _event_batch(services, batch, summary, rejects, actor)

@@ -1,0 +1,142 @@
+"""``memberops demo``: generate the FreshHours fruit chain, load it, score OneID, and serve."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from memberops.access import service as access
+from memberops.cli.common import (
+    CLI_ACTOR,
+    OutputFormat,
+    console,
+    errors,
+    print_json,
+    reports_errors,
+    services,
+)
+from memberops.cli.imports import run_import
+from memberops.kit.clock import utc_now, zone
+from memberops.kit.db import unit_of_work
+
+identity_accuracy_help = "the demo's truth.parquet (written by `memberops demo`)"
+
+
+def _yesterday(time_zone: str) -> date:
+    return utc_now().astimezone(zone(time_zone)).date() - timedelta(days=1)
+
+
+def _reset_embedded_database(url: str) -> None:
+    if not url.startswith("sqlite:///"):
+        raise typer.BadParameter(
+            "--reset only deletes the embedded SQLite database; drop a server database yourself"
+        )
+    path = Path(url.removeprefix("sqlite:///"))
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+@reports_errors
+def demo(
+    members: Annotated[int, typer.Option(help="how many registered members to generate")] = 20_000,
+    seed: Annotated[
+        int, typer.Option(help="random seed: the same seed and end date give the same brand")
+    ] = 7,
+    end_date: Annotated[
+        str | None, typer.Option(help="last day of history, YYYY-MM-DD (default: yesterday)")
+    ] = None,
+    directory: Annotated[Path, typer.Option("--dir", help="where the generated files go")] = Path(
+        "demo-data"
+    ),
+    reset: Annotated[bool, typer.Option(help="start from an empty embedded database")] = True,
+    serve: Annotated[bool, typer.Option(help="serve the API when loaded")] = True,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+) -> None:
+    """Generate a realistic fresh-fruit chain, import it as a brand would, and serve the API."""
+    from memberops.demo.generator import generate_demo
+    from memberops.demo.scoring import score_oneid
+    from memberops.kit.settings import get_settings
+
+    settings = get_settings()
+    if reset and settings.database_url.startswith("sqlite:///"):
+        _reset_embedded_database(settings.database_url)
+    last_day = date.fromisoformat(end_date) if end_date else _yesterday(settings.time_zone)
+    with Progress(
+        TextColumn("[bold]generate[/bold] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=errors,
+    ) as bar:
+        tasks: dict[str, object] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)  # type: ignore[arg-type]
+
+        manifest = generate_demo(directory, members=members, seed=seed, end_date=last_day, progress=progress)
+    console.print(
+        f"generated {manifest.persons:,} people ({manifest.members:,} members), {manifest.orders:,} orders, "
+        f"{manifest.events:,} events, {manifest.malformed_rows:,} malformed rows in {directory}/"
+    )
+    svc = services()
+    for item in manifest.files:
+        summary = run_import(item.path, item.kind, profile=item.profile or "canonical")
+        console.print(
+            f"  {item.path.name}: {summary.imported:,} imported, {summary.duplicates:,} already there, "
+            f"{summary.rejected:,} rejected"
+            + (f" (see {summary.reject_path})" if summary.reject_path else "")
+        )
+    accuracy = score_oneid(svc, manifest.truth_path)
+    (directory / "oneid-accuracy.json").write_text(json.dumps(accuracy.__dict__, indent=2) + "\n")
+    console.print(
+        f"OneID against the truth file: precision {accuracy.precision:.4%}, recall {accuracy.recall:.4%} "
+        f"over {accuracy.records:,} records"
+    )
+    with unit_of_work(svc.sessions) as session:
+        stamp = utc_now().strftime("%Y%m%d%H%M%S")
+        _, key = access.create_key(session, f"demo-admin-{stamp}", "admin", actor=CLI_ACTOR)
+    console.print("\n[bold]API key (role admin)[/bold], shown once — use it as 'Authorization: Bearer …':")
+    typer.echo(key)
+    console.print(
+        f"\nTry:  curl -H 'Authorization: Bearer {key}' "
+        f"'http://{host}:{port}/api/v1/persons/lookup?q=person:1'\n"
+        f"Docs: http://{host}:{port}/docs    CLI: memberops person show person:1"
+    )
+    if serve:
+        from memberops.cli.serve import serve as run_server
+
+        console.print(f"serving on http://{host}:{port} (Ctrl+C to stop)")
+        run_server(host, port, svc)
+
+
+@reports_errors
+def identity_accuracy(
+    truth: Annotated[Path, typer.Option(help=identity_accuracy_help)] = Path("demo-data/truth.parquet"),
+    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.TABLE,
+) -> None:
+    """Report OneID merge precision and recall against the demo's truth file."""
+    from memberops.demo.scoring import score_oneid
+    from memberops.kit.errors import NotFound
+
+    if not truth.is_file():
+        raise NotFound(f"{truth} does not exist; run `memberops demo` first")
+    accuracy = score_oneid(services(), truth)
+    if output is OutputFormat.JSON:
+        print_json(accuracy.__dict__)
+        return
+    a = accuracy
+    console.print(f"records   {a.records:,}")
+    console.print(
+        f"precision {a.precision:.4%} ({a.true_predicted_pairs:,} of {a.predicted_pairs:,} merged pairs)"
+    )
+    console.print(
+        f"recall    {a.recall:.4%} ({a.recovered_pairs:,} of {a.recoverable_pairs:,} recoverable pairs)"
+    )
