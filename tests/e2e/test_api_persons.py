@@ -91,7 +91,7 @@ def test_lookups_that_find_nobody_or_cannot_be_read(api: Api, subtests: pytest.S
     cases = [
         ({"q": "13900139000"}, 404, "not_found"),
         ({"q": "person:99"}, 404, "not_found"),
-        ({"q": f"person:{2**70}"}, 404, "not_found"),
+        ({"q": f"person:{2**70}"}, 422, "invalid_identifier"),
         ({"q": "person:abc"}, 422, "invalid_identifier"),
         ({"q": "openid:oX1"}, 422, "invalid_identifier"),
         ({"q": "!!"}, 422, "invalid_identifier"),

@@ -80,3 +80,9 @@ def test_person_references() -> None:
         parse_person_reference("person:abc")
     with pytest.raises(InvalidIdentifier):
         parse_person_reference("openid:oX1")
+
+
+def test_masks_fit_their_column_and_huge_person_ids_are_invalid() -> None:
+    assert len(mask(IdentifierKind.EMAIL, "a@" + "d" * 80 + ".com")) == 64
+    with pytest.raises(InvalidIdentifier, match="not a valid id"):
+        parse_person_reference("person:" + "9" * 30)

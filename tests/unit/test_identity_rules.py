@@ -112,11 +112,19 @@ def test_plans_are_consistent(record, owners, strong, separated) -> None:  # typ
         assert result.person is None and not absorbed
         return
     assert result.person in reached
-    assert result.person == min(group)
+    strongly_reached = {owners[key] for key in record if key in owners and key.kind in POLICY.merge_kinds}
+    if strongly_reached:
+        assert result.person == min(group)
     assert len(set(absorbed)) == len(absorbed)
     pairs = {frozenset(pair) for pair in separated}
     assert not any(frozenset((a, b)) in pairs for a in group for b in group if a != b)
-    # a person with a merging identifier of its own merges only through a merging identifier
+    # a person with a merging identifier of its own is absorbed only through a merging identifier
     for merge in result.merges:
         if merge.absorbed in strong:
             assert merge.kind in POLICY.merge_kinds
+
+
+def test_a_known_person_is_not_absorbed_by_an_older_anonymous_one() -> None:
+    result = plan([OPENID, TMALL], {OPENID: 1, TMALL: 2}, strong={2})
+    assert result.person == 2
+    assert result.merges == (PlannedMerge(1, "openid"),)

@@ -38,8 +38,8 @@ def _hash(key: str) -> str:
 
 def create_key(session: Session, name: str, role: str, *, actor: str) -> tuple[ApiKey, str]:
     """Create a key; return the row and the clear key, which is never retrievable again."""
-    if not name.strip():
-        raise ValidationFailed("a key needs a name")
+    if not name.strip() or len(name) > 100:
+        raise ValidationFailed("a key needs a name of 1 to 100 characters")
     try:
         parsed_role = Role(role)
     except ValueError:

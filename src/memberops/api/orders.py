@@ -48,7 +48,7 @@ class OrderItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sku: Token
-    # The column is 64 characters wide; records.parse_order does not bound it yet.
+    # The column is 64 characters wide (records.parse_order checks it too; the schema says it).
     category: Annotated[str, StringConstraints(max_length=64), AfterValidator(safe_text)] = ""
     qty: Annotated[int, Field(ge=1, le=1_000_000)] = 1
     amount: Yuan

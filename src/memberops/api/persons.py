@@ -20,7 +20,6 @@ from memberops.access.service import Caller, audit
 from memberops.api.deps import IdentityManager, PersonReader, ServicesDep, reading, writing
 from memberops.api.schemas import MAX_ID, RowId, Text, error_responses, safe_text
 from memberops.identity import repository
-from memberops.identity.lookup import parse_person_reference
 from memberops.identity.queries import person_profile, resolve_reference
 from memberops.kit.errors import NotFound
 from memberops.wiring import Services
@@ -176,9 +175,6 @@ def lookup_person(
     services: ServicesDep,
 ) -> PersonProfile:
     """Return the profile of the person an identifier (or ``person:ID``) names."""
-    reference = parse_person_reference(q)
-    if reference.person_id is not None and reference.person_id > MAX_ID:
-        raise NotFound(f"no person is known by {q!r}")
     return _profile(
         services, caller, lambda session: resolve_reference(session, services.identity, q), repr(q)
     )

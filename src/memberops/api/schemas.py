@@ -56,7 +56,7 @@ def _attributes(value: dict[str, Any]) -> dict[str, Any]:
     _json_safe(value)
     share_id = value.get("share_id")
     if share_id is not None and len(str(share_id)) > 64:
-        # Event.share_id is a 64-character column; records.parse_event does not bound it yet.
+        # Stated in the schema as well as checked by records.parse_event (a 64-character column).
         raise ValueError("share_id is longer than 64 characters")
     return value
 
@@ -122,12 +122,14 @@ class IdentifierFields(BaseModel):
     )
     unionid: Token | None = Field(default=None, description="WeChat unionid")
     openid: Token | None = Field(default=None, description="WeChat openid; its app is `app_id` when given")
-    app_id: Token | None = Field(default=None, description="the WeChat app the openid belongs to")
+    app_id: Token | None = Field(
+        default=None, description="the app or platform the openid or buyer id belongs to"
+    )
     platform_user_id: Token | None = Field(
         default=None, description="marketplace buyer id; its platform is the source or field"
     )
     member_no: Token | None = Field(default=None, description="membership card number")
-    # 60, not 254: the masked form (first letter, ``***@``, domain) must fit a 64-character column.
+    # 60, not 254: the masked form (first letter, ``***@``, domain) then fits a 64-character column whole.
     email: Annotated[str, StringConstraints(max_length=60), AfterValidator(safe_text)] | None = None
 
     def raw(self) -> dict[str, Any]:

@@ -38,8 +38,9 @@ ATTRIBUTION_ORDER = (
     IdentifierKind.EMAIL,
 )
 
+_MASK_WIDTH = 64
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-.:@]{1,64}$")
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63}$")
 
 
 class InvalidIdentifier(ValueError):
@@ -106,7 +107,8 @@ def mask(kind: IdentifierKind | str, value: str) -> str:
         return "****" + local[-2:]
     if kind == IdentifierKind.EMAIL:
         name, _, domain = value.partition("@")
-        return f"{name[:1]}***@{domain}"
+        shown = f"{name[:1]}***@{domain}"
+        return shown if len(shown) <= _MASK_WIDTH else shown[: _MASK_WIDTH - 3] + "..."
     if len(value) <= 6:
         return value[:1] + "***"
     return f"{value[:3]}***{value[-3:]}"

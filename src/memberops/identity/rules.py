@@ -6,7 +6,8 @@ rules, in order:
 1. Persons reached through an identifier of a *merging* kind (by default phone, unionid and member
    card number) are one person: they merge, the oldest surviving.
 2. A person reached only through a non-merging identifier (an openid, a marketplace buyer id, an
-   e-mail) is absorbed only when it is *anonymous*, i.e. holds no merging identifier at all: a
+   e-mail) is absorbed only when it is *anonymous* (and survives only when the record reaches no
+   known person), i.e. holds no merging identifier at all: a
    mini-program visitor known only by an openid who later registers with a phone is the same
    person. A person with a merging identifier of its own is never merged on a weak link; the
    record goes to the strong match and the weak identifier stays where it is (a conflict).
@@ -82,8 +83,10 @@ def plan_record(
     if strong:
         candidates = sorted(strong | set(anonymous), key=survivor_order)
     else:
+        # Only weak links: the oldest known person anchors the record and survives, so a known
+        # person is never absorbed through a weak link (even by an older anonymous one).
         known = sorted((p for p in weak if p not in anonymous), key=survivor_order)
-        candidates = sorted(set(known[:1]) | set(anonymous), key=survivor_order)
+        candidates = known[:1] + sorted(anonymous, key=survivor_order)
 
     group: list[PersonRef] = []
     for person in candidates:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +35,9 @@ EVENT_KINDS = frozenset(
 CONSENT_CHANNELS = frozenset({"sms", "wecom", "email", "call", "push", "subscription"})
 IDENTIFIER_COLUMNS = ("phone", "unionid", "openid", "platform_user_id", "member_no", "email")
 _MAX_ID = 64
+_MAX_QUANTITY = 1_000_000
+#: Control characters (NUL above all) cannot be stored in PostgreSQL text and never belong in data.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class RecordRejected(ValueError):
@@ -102,6 +106,8 @@ def _text(raw: Mapping[str, Any], name: str) -> str | None:
     if isinstance(value, float) and value != value:  # NaN from a Parquet null
         return None
     text = str(value).strip()
+    if _CONTROL.search(text):
+        raise RecordRejected(f"{name} contains control characters")
     return text or None
 
 
@@ -151,6 +157,8 @@ def parse_identifiers(raw: Mapping[str, Any], default_namespace: str) -> tuple[I
     follower's buyer id is the one their Douyin orders carry.
     """
     namespace = _text(raw, "app_id") or default_namespace
+    if len(namespace) > _MAX_ID:
+        raise RecordRejected(f"app_id is longer than {_MAX_ID} characters")
     keys: list[IdentifierKey] = []
     for column in IDENTIFIER_COLUMNS:
         value = _text(raw, column)
@@ -191,14 +199,17 @@ def _lines(raw: Mapping[str, Any]) -> tuple[OrderLineIn, ...]:
             quantity = int(item.get("qty", 1))
         except (TypeError, ValueError):
             raise RecordRejected(f"items[{number}].qty is not a whole number") from None
-        if quantity <= 0:
-            raise RecordRejected(f"items[{number}].qty must be positive")
+        if not 0 < quantity <= _MAX_QUANTITY:
+            raise RecordRejected(f"items[{number}].qty must be from 1 to {_MAX_QUANTITY:,}")
         sku = _text(item, "sku")
         if sku is None or len(sku) > _MAX_ID:
             raise RecordRejected(f"items[{number}].sku is missing or too long")
         amount = _fen(item, "amount")
         assert amount is not None
-        lines.append(OrderLineIn(sku, _text(item, "category") or "", quantity, amount))
+        category = _text(item, "category") or ""
+        if len(category) > _MAX_ID:
+            raise RecordRejected(f"items[{number}].category is longer than {_MAX_ID} characters")
+        lines.append(OrderLineIn(sku, category, quantity, amount))
     return tuple(lines)
 
 
@@ -248,8 +259,12 @@ def parse_order(raw: Mapping[str, Any], *, naive_zone: str | None = None) -> Ord
 
 
 def _event_attributes(kind: str, attributes: dict[str, Any]) -> dict[str, Any]:
-    if kind == "share" and not attributes.get("share_id"):
-        raise RecordRejected("a share event needs attributes.share_id")
+    if kind == "share":
+        share_id = attributes.get("share_id")
+        if not isinstance(share_id, str | int) or isinstance(share_id, bool) or not str(share_id).strip():
+            raise RecordRejected("a share event needs attributes.share_id")
+        if len(str(share_id)) > _MAX_ID:
+            raise RecordRejected(f"attributes.share_id is longer than {_MAX_ID} characters")
     if kind == "review":
         if not attributes.get("sku"):
             raise RecordRejected("a review event needs attributes.sku")
@@ -282,6 +297,8 @@ def parse_event(raw: Mapping[str, Any], *, naive_zone: str | None = None) -> Eve
     attributes = _json(raw, "attributes") or {}
     if not isinstance(attributes, dict):
         raise RecordRejected("attributes must be a JSON object")
+    if "\\u0000" in json.dumps(attributes) or len(json.dumps(attributes)) > 20_000:
+        raise RecordRejected("attributes contain a NUL character or are larger than 20,000 characters")
     attributes = _event_attributes(kind, attributes)
     if external_id is not None:
         dedup_key = f"{field}:{external_id}"

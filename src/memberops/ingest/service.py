@@ -203,6 +203,10 @@ class IngestService:
         Refunds of one order never add up to more than it: the order row is locked, so two refunds
         racing for the last yuan cannot both pass the check.
         """
+        if not 0 < len(refund.external_id) <= 64 or len(refund.reason or "") > 200:
+            raise ValidationFailed(
+                "a refund needs an external_id of 1 to 64 characters and a reason of at most 200"
+            )
         lock_keys(session, [f"order:{refund.source}:{refund.order_external_id}"])
         existing = session.scalars(
             select(Refund).where(Refund.source == refund.source, Refund.external_id == refund.external_id)

@@ -10,9 +10,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from memberops.kit.errors import ValidationFailed
 
-class InvalidTimestamp(ValueError):
+
+class InvalidTimestamp(ValidationFailed, ValueError):
     """A timestamp that cannot be read, or one without an offset where one is required."""
+
+    code = "invalid_timestamp"
 
 
 @lru_cache(maxsize=64)
@@ -43,7 +47,10 @@ def parse_instant(text: str, *, naive_zone: str | None = None) -> datetime:
         if naive_zone is None:
             raise InvalidTimestamp(f"{text!r} has no UTC offset (write it like 2026-03-01T12:30:00+08:00)")
         parsed = parsed.replace(tzinfo=zone(naive_zone))
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise InvalidTimestamp(f"{text!r} is outside the range of dates") from None
 
 
 def business_date(instant: datetime, time_zone: str) -> date:

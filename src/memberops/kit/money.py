@@ -8,11 +8,18 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+from memberops.kit.errors import ValidationFailed
+
 _FEN_PER_YUAN = 100
+#: No single amount reaches ten billion yuan; anything larger is a typo or an attack, and
+#: refusing it keeps every sum inside a 64-bit column.
+MAX_YUAN = Decimal(10_000_000_000)
 
 
-class InvalidAmount(ValueError):
+class InvalidAmount(ValidationFailed, ValueError):
     """An amount that is not a non-negative yuan value with at most two decimals."""
+
+    code = "invalid_amount"
 
 
 def yuan_to_fen(value: str | int | Decimal, *, allow_zero: bool = True) -> int:
@@ -22,14 +29,19 @@ def yuan_to_fen(value: str | int | Decimal, *, allow_zero: bool = True) -> int:
     """
     if isinstance(value, (bool, float)):
         raise InvalidAmount(f"must be a decimal string, not {type(value).__name__}")
+    text = str(value).strip()
+    if "e" in text.lower():
+        raise InvalidAmount(f"{value!r} is not a plain decimal number")
     try:
-        amount = Decimal(str(value).strip())
+        amount = Decimal(text)
     except InvalidOperation:
         raise InvalidAmount(f"{value!r} is not a number") from None
     if not amount.is_finite():
         raise InvalidAmount(f"{value!r} is not a number")
     if amount < 0:
         raise InvalidAmount(f"{value!r} is negative")
+    if amount >= MAX_YUAN:
+        raise InvalidAmount(f"{value!r} is too large")
     if not allow_zero and amount == 0:
         raise InvalidAmount("must be greater than zero")
     fen = amount * _FEN_PER_YUAN
