@@ -38,6 +38,7 @@ def build_services(
     policy = MergePolicy(
         merge_kinds=frozenset(settings.merge_identifier_types),
         absorb_anonymous=settings.absorb_anonymous_persons,
+        merge_compatible=settings.merge_compatible_persons,
     )
     identity = IdentityService(vault, policy)
     return Services(

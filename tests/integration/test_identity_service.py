@@ -175,3 +175,24 @@ def test_identifiers_are_encrypted_at_rest(services: Services) -> None:
     assert len(bytes(digest)) == 32
     assert masked == "138****8000"
     assert services.vault.decrypt(bytes(ciphertext)) == "+8613800138000"
+
+
+def test_records_of_one_batch_from_different_channels_follow_a_later_merge(services: Services) -> None:
+    ingest_events(services, event("register", phone="13800138000", openid="oX1", external_id="r1"))
+    outcomes = ingest_events(
+        services,
+        event(
+            "join_group", field="group_chat", unionid="oU1", external_id="g1", attributes={"group_id": "G"}
+        ),
+        event("visit", openid="oX1", unionid="oU1", external_id="v1"),
+    )
+    assert [o.person_id for o in outcomes] == [1, 1]
+    with unit_of_work(services.read_sessions) as session:
+        rows = session.execute(text("SELECT external_id, person_id FROM events ORDER BY external_id")).all()
+        sources = session.execute(text("SELECT kind, source FROM identifiers ORDER BY id")).all()
+    assert [tuple(r) for r in rows] == [("g1", 1), ("r1", 1), ("v1", 1)]
+    assert [tuple(s) for s in sources] == [
+        ("phone", "mini_program"),
+        ("openid", "mini_program"),
+        ("unionid", "group_chat"),
+    ]

@@ -18,11 +18,16 @@ def never(_a: int, _b: int = 0) -> bool:
     return False
 
 
-def plan(keys, owners, strong=(), separated=(), policy=POLICY):  # type: ignore[no-untyped-def]
+def plan(keys, owners, strong=(), separated=(), policy=POLICY, held=None):  # type: ignore[no-untyped-def]
+    """Plan with persons in ``strong`` holding a phone, or with the kinds in ``held``."""
     pairs = {frozenset(pair) for pair in separated}
-    return plan_record(
-        keys, owners, lambda person: person in strong, lambda a, b: frozenset((a, b)) in pairs, policy
-    )
+
+    def kinds(person: int) -> frozenset[tuple[str, str]]:
+        if held is not None:
+            return frozenset(held.get(person, ()))
+        return frozenset({("phone", "")}) if person in strong else frozenset()
+
+    return plan_record(keys, owners, kinds, lambda a, b: frozenset((a, b)) in pairs, policy)
 
 
 def test_a_record_nobody_knows_makes_a_new_person() -> None:
@@ -62,6 +67,39 @@ def test_weak_links_alone_choose_the_oldest_known_person() -> None:
     assert result.person == 2
     assert result.merges == ()
     assert result.conflicts == (OPENID,)
+
+
+MP = ("openid", "mini_program")
+OA = ("openid", "official_account")
+
+
+def test_a_compatible_known_person_joins_on_a_weak_link() -> None:
+    # the openid's person registered with a phone; the unionid's person followed the official account
+    held = {3: {("phone", ""), MP}, 5: {("unionid", ""), OA}}
+    result = plan([OPENID, UNION], {OPENID: 3, UNION: 5}, held=held)
+    assert result.person == 3
+    assert result.merges == (PlannedMerge(5, "unionid"),)
+
+
+def test_a_known_person_with_a_clashing_slot_does_not_join() -> None:
+    # a Tmall account shared by two people who each have a phone
+    held = {3: {("phone", ""), ("platform_user_id", "tmall")}, 5: {("phone", "")}}
+    result = plan([TMALL, PHONE_2], {TMALL: 3, PHONE_2: 5}, held=held)
+    assert result.person == 5
+    assert result.merges == ()
+    assert result.conflicts == (TMALL,)
+    # the record's own new identifiers count as the other side too
+    held = {3: {("phone", ""), MP}}
+    result = plan([OPENID, PHONE_2], {OPENID: 3}, held=held)
+    assert result.person == 3
+    assert result.attach == (PHONE_2,)
+
+
+def test_compatible_merging_can_be_switched_off() -> None:
+    policy = MergePolicy(merge_kinds=POLICY.merge_kinds, merge_compatible=False)
+    held = {3: {("phone", ""), MP}, 5: {("unionid", ""), OA}}
+    result = plan([OPENID, UNION], {OPENID: 3, UNION: 5}, held=held, policy=policy)
+    assert result.merges == ()
 
 
 def test_absorbing_anonymous_persons_can_be_switched_off() -> None:
@@ -118,10 +156,13 @@ def test_plans_are_consistent(record, owners, strong, separated) -> None:  # typ
     assert len(set(absorbed)) == len(absorbed)
     pairs = {frozenset(pair) for pair in separated}
     assert not any(frozenset((a, b)) in pairs for a in group for b in group if a != b)
-    # a person with a merging identifier of its own is absorbed only through a merging identifier
-    for merge in result.merges:
-        if merge.absorbed in strong:
-            assert merge.kind in POLICY.merge_kinds
+    # a person with a phone joins through a weak link only when no other phone is on the other side
+    strongly = {owners[key] for key in record if key in owners and key.kind in POLICY.merge_kinds}
+    anchor = None if strongly else result.person
+    for person in group:
+        if person in strong and person not in strongly and person != anchor:
+            assert not any(other in strong for other in group if other != person)
+            assert not any(key.kind == "phone" and owners.get(key) != person for key in record)
 
 
 def test_a_known_person_is_not_absorbed_by_an_older_anonymous_one() -> None:

@@ -142,8 +142,14 @@ def test_bad_events_are_rejected_with_the_reason(event: dict[str, object], reaso
         ({"paid_at": "9999-12-31T23:59:59-23:59"}, "outside the range of dates"),
         ({"external_id": "P\x001"}, "external_id contains control characters"),
         ({"app_id": "a" * 65, "openid": "oX"}, "app_id is longer than 64"),
-        ({"items": '[{"sku": "D1", "qty": 99999999, "amount": "30.50"}]'}, r"qty must be from 1 to 1,000,000"),
-        ({"items": '[{"sku": "D1", "category": "' + "c" * 65 + '", "amount": "30.50"}]'}, "category is longer than 64"),
+        (
+            {"items": '[{"sku": "D1", "qty": 99999999, "amount": "30.50"}]'},
+            r"qty must be from 1 to 1,000,000",
+        ),
+        (
+            {"items": '[{"sku": "D1", "category": "' + "c" * 65 + '", "amount": "30.50"}]'},
+            "category is longer than 64",
+        ),
     ],
 )
 def test_values_that_would_not_fit_the_store_are_rejected(change: dict[str, object], reason: str) -> None:

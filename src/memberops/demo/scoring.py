@@ -59,9 +59,4 @@ def score_oneid(services: Services, truth_path: Path) -> OneIdAccuracy:
     )
     truth = truth.filter(pc.and_(pc.invert(truth["malformed"]), pc.is_valid(truth["component"])))
     joined = truth.join(_predicted(services), keys=["kind", "source", "external_id"], join_type="left outer")
-    predicted = joined["predicted"].to_pylist()
-    return oneid_accuracy(
-        joined["person"].to_numpy(zero_copy_only=False).tolist(),
-        joined["component"].to_pylist(),
-        predicted,
-    )
+    return oneid_accuracy(joined["person"], joined["component"], joined["predicted"])

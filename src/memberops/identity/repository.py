@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import case, select, update
@@ -45,18 +45,18 @@ def identifiers_by_digest(session: Session, digests: Sequence[bytes]) -> dict[by
     return found
 
 
-def persons_holding_kinds(session: Session, person_ids: Sequence[int], kinds: Iterable[str]) -> set[int]:
-    """Return which of ``person_ids`` hold at least one identifier of ``kinds``."""
-    kinds = list(kinds)
-    holders: set[int] = set()
+def slots_held(session: Session, person_ids: Sequence[int]) -> dict[int, set[tuple[str, str]]]:
+    """Return the identifier slots (kind, namespace) each of ``person_ids`` fills."""
+    held: dict[int, set[tuple[str, str]]] = {}
     for part in chunks(person_ids):
         rows = session.execute(
-            select(Identifier.person_id)
-            .where(Identifier.person_id.in_(part), Identifier.kind.in_(kinds))
+            select(Identifier.person_id, Identifier.kind, Identifier.namespace)
+            .where(Identifier.person_id.in_(part))
             .distinct()
         )
-        holders.update(row[0] for row in rows)
-    return holders
+        for person_id, kind, namespace in rows:
+            held.setdefault(person_id, set()).add((kind, namespace))
+    return held
 
 
 def separations_among(session: Session, person_ids: Sequence[int]) -> set[tuple[int, int]]:

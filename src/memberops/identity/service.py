@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from memberops.access.service import audit
 from memberops.identity import repository
 from memberops.identity.identifiers import IdentifierKey, mask
-from memberops.identity.rules import MergePolicy, PersonRef, plan_record
+from memberops.identity.rules import MergePolicy, PersonRef, Slot, plan_record, slot
 from memberops.identity.rules import attribution_key as strongest
 from memberops.kit.clock import utc_now
 from memberops.kit.crypto import IdentifierVault
@@ -33,6 +33,9 @@ from memberops.models import (
     Order,
     Person,
 )
+
+#: A record to resolve: the channel it came from and the identifiers it carries.
+SourcedRecord = tuple[str, Sequence[IdentifierKey]]
 
 #: Above this many identifiers a batch locks OneID as a whole instead of key by key (PostgreSQL
 #: keeps advisory locks in a bounded shared table).
@@ -53,11 +56,12 @@ class _BatchState:
     """In-memory view of OneID while a batch is planned; flushed to the database at the end."""
 
     owner: dict[IdentifierKey, PersonRef]
-    strong: set[PersonRef]
+    slots: dict[PersonRef, set[Slot]]
     separations: set[tuple[int, int]]
     parent: dict[PersonRef, PersonRef] = field(default_factory=dict)
     new_persons: int = 0
     new_identifiers: dict[IdentifierKey, PersonRef] = field(default_factory=dict)
+    first_source: dict[IdentifierKey, str] = field(default_factory=dict)
     merges: list[tuple[PersonRef, PersonRef, str]] = field(default_factory=list)
 
     def find(self, person: PersonRef) -> PersonRef:
@@ -91,13 +95,16 @@ class IdentityService:
         lock_keys(session, [self.digest(key).hex() for key in keys] + list(extra))
 
     def resolve(
-        self, session: Session, records: Sequence[Sequence[IdentifierKey]], *, source: str, actor: str
+        self, session: Session, records: Sequence[SourcedRecord], *, actor: str
     ) -> list[Attribution | None]:
         """Return each record's person, creating, attaching and merging as the rules say.
 
-        A record without identifiers gets ``None``. The caller must hold the locks (``lock``).
+        A record is ``(channel, identifiers)``: an identifier first seen in it remembers that channel
+        as its source. A record without identifiers gets ``None``. The whole batch is planned
+        before anything is written, so no attribution can be made stale by a later merge in it.
+        The caller must hold the locks (``lock``).
         """
-        keys = sorted({key for record in records for key in record})
+        keys = sorted({key for _, record in records for key in record})
         digest_of = {key: self.digest(key) for key in keys}
         existing = repository.identifiers_by_digest(session, list(digest_of.values()))
         identifier_id: dict[IdentifierKey, int] = {}
@@ -108,18 +115,18 @@ class IdentityService:
         reached = sorted(set(owner.values()))
         state = _BatchState(
             owner=owner,
-            strong=repository.persons_holding_kinds(session, reached, self.policy.merge_kinds),
+            slots=repository.slots_held(session, reached),
             separations=repository.separations_among(session, reached),
         )
-        planned = [self._plan(state, record) for record in records]
-        real_of = self._flush(session, state, digest_of, identifier_id, source=source, actor=actor)
+        planned = [self._plan(state, source, record) for source, record in records]
+        real_of = self._flush(session, state, digest_of, identifier_id, actor=actor)
         return [
             None if plan is None else Attribution(real_of[state.find(plan[0])], identifier_id[plan[1]])
             for plan in planned
         ]
 
     def _plan(
-        self, state: _BatchState, record: Sequence[IdentifierKey]
+        self, state: _BatchState, source: str, record: Sequence[IdentifierKey]
     ) -> tuple[PersonRef, IdentifierKey] | None:
         if not record:
             return None
@@ -127,7 +134,7 @@ class IdentityService:
         plan = plan_record(
             record,
             roots,
-            lambda person: person in state.strong,
+            lambda person: frozenset(state.slots.get(person, ())),
             state.separated,
             self.policy,
         )
@@ -137,14 +144,13 @@ class IdentityService:
             person = -state.new_persons
         for merge in plan.merges:
             state.parent[merge.absorbed] = person
-            if merge.absorbed in state.strong:
-                state.strong.add(person)
+            state.slots.setdefault(person, set()).update(state.slots.get(merge.absorbed, ()))
             state.merges.append((merge.absorbed, person, merge.kind))
         for key in plan.attach:
             state.owner[key] = person
             state.new_identifiers[key] = person
-            if key.kind in self.policy.merge_kinds:
-                state.strong.add(person)
+            state.first_source[key] = source
+            state.slots.setdefault(person, set()).add(slot(key))
         owned = [key for key in record if key not in plan.conflicts]
         return person, strongest(owned)
 
@@ -155,7 +161,6 @@ class IdentityService:
         digest_of: dict[IdentifierKey, bytes],
         identifier_id: dict[IdentifierKey, int],
         *,
-        source: str,
         actor: str,
     ) -> dict[PersonRef, int]:
         """Write the planned batch so the result equals processing its records one by one.
@@ -190,7 +195,7 @@ class IdentityService:
                     "digest": digest_of[key],
                     "ciphertext": self.vault.encrypt(key.value),
                     "masked": mask(key.kind, key.value),
-                    "source": source,
+                    "source": state.first_source[key],
                     "created_at": now,
                 }
                 for key, person in state.new_identifiers.items()

@@ -92,8 +92,8 @@ class IngestService:
         if not fresh:
             return [outcome for outcome in outcomes if outcome is not None]
 
-        attributions = self._resolve_grouped(
-            session, [(orders[i].source, orders[i].identifiers) for i in fresh], actor
+        attributions = self.identity.resolve(
+            session, [(orders[i].source, orders[i].identifiers) for i in fresh], actor=actor
         )
         now = utc_now()
         rows = []
@@ -149,25 +149,6 @@ class IngestService:
                 order_id, attribution.person_id if attribution else None, created=True
             )
         return [outcome for outcome in outcomes if outcome is not None]
-
-    def _resolve_grouped(
-        self, session: Session, records: Sequence[tuple[str, tuple[IdentifierKey, ...]]], actor: str
-    ) -> list[Attribution | None]:
-        """Resolve ``(channel, identifiers)`` records, channel by channel.
-
-        An identifier first seen in a record remembers that record's channel as its source.
-        """
-        results: list[Attribution | None] = [None] * len(records)
-        by_channel: dict[str, list[int]] = {}
-        for index, (channel, _) in enumerate(records):
-            by_channel.setdefault(channel, []).append(index)
-        for channel, indexes in sorted(by_channel.items()):
-            resolved = self.identity.resolve(
-                session, [records[i][1] for i in indexes], source=channel, actor=actor
-            )
-            for index, attribution in zip(indexes, resolved, strict=True):
-                results[index] = attribution
-        return results
 
     @staticmethod
     def _existing_orders(
@@ -309,8 +290,8 @@ class IngestService:
         store_ids: dict[str, int],
         actor: str,
     ) -> None:
-        resolved = self._resolve_grouped(
-            session, [(events[i].field, events[i].identifiers) for i in fresh], actor
+        resolved = self.identity.resolve(
+            session, [(events[i].field, events[i].identifiers) for i in fresh], actor=actor
         )
         attributions: list[Attribution] = []
         for attribution in resolved:

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
         default=frozenset({"phone", "unionid", "member_no"}),
         description="identifier types whose sharing merges two persons into one",
     )
+    merge_compatible_persons: bool = Field(
+        default=True,
+        description="a known person reached by a weak identifier joins when no identifier type clashes",
+    )
     absorb_anonymous_persons: bool = Field(
         default=True,
         description="a person known only by non-merging identifiers joins the person a record names",
