@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 UV := uv
+PY_PATHS := src tests $(wildcard benchmarks)
 
 .PHONY: setup demo test check lint typecheck unit integration e2e bench postgres clean
 
@@ -18,8 +19,8 @@ test: setup postgres check   ## everything CI runs: lint, types, and the whole t
 check: lint typecheck
 
 lint:
-	$(UV) run ruff check src tests benchmarks
-	$(UV) run ruff format --check src tests benchmarks
+	$(UV) run ruff check $(PY_PATHS)
+	$(UV) run ruff format --check $(PY_PATHS)
 
 typecheck:
 	$(UV) run mypy
