@@ -1,4 +1,7 @@
+import phonenumbers
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from memberops.identity.identifiers import (
     IdentifierKey,
@@ -86,3 +89,21 @@ def test_masks_fit_their_column_and_huge_person_ids_are_invalid() -> None:
     assert len(mask(IdentifierKind.EMAIL, "a@" + "d" * 80 + ".com")) == 64
     with pytest.raises(InvalidIdentifier, match="not a valid id"):
         parse_person_reference("person:" + "9" * 30)
+
+
+@given(st.text(alphabet="0123456789", min_size=9, max_size=12))
+def test_the_fast_mobile_path_agrees_with_libphonenumber(digits: str) -> None:
+    try:
+        number = phonenumbers.parse(digits, "CN")
+        expected = (
+            phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+            if phonenumbers.is_valid_number(number)
+            else None
+        )
+    except phonenumbers.NumberParseException:
+        expected = None
+    try:
+        ours: str | None = normalize_phone(digits)
+    except InvalidIdentifier:
+        ours = None
+    assert ours == expected

@@ -7,9 +7,9 @@ and ``13800138000`` are one phone. Everything here is pure (no I/O).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+from typing import NamedTuple
 
 import phonenumbers
 
@@ -47,13 +47,27 @@ class InvalidIdentifier(ValueError):
     """An identifier value that cannot be normalised (a malformed phone, an empty id…)."""
 
 
-@dataclass(frozen=True, order=True)
-class IdentifierKey:
-    """A normalised identifier: kind, namespace (``""`` for global kinds) and value."""
+class IdentifierKey(NamedTuple):
+    """A normalised identifier: kind, namespace (``""`` for global kinds) and value.
+
+    A named tuple rather than a dataclass: batches hash and compare millions of them.
+    """
 
     kind: IdentifierKind
     namespace: str
     value: str
+
+
+_SEPARATORS = re.compile(r"[\s\-().]")
+
+
+@lru_cache(maxsize=8)
+def _mobile_pattern(region: str) -> re.Pattern[str] | None:
+    """Return libphonenumber's own pattern of valid mobile numbers for ``region``."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if metadata is None or metadata.mobile is None or metadata.mobile.national_number_pattern is None:
+        return None
+    return re.compile(metadata.mobile.national_number_pattern)
 
 
 @lru_cache(maxsize=200_000)
@@ -63,8 +77,13 @@ def normalize_phone(raw: str, default_region: str = "CN") -> str:
     Numbers without a country code are read in ``default_region``; ``86 138…`` without the plus
     is common in Chinese exports, so a leading 86 before an 11-digit mobile is accepted too.
     """
-    text = raw.strip()
-    digits = re.sub(r"[\s\-().]", "", text)
+    digits = _SEPARATORS.sub("", raw.strip())
+    # Fast path for the common case, a domestic mobile, judged by libphonenumber's own metadata
+    # pattern; parsing with the full library costs ~80 µs a number, which dominates big imports.
+    mobile = _mobile_pattern(default_region)
+    if mobile is not None and digits.isdigit() and mobile.fullmatch(digits):
+        code = phonenumbers.country_code_for_region(default_region)
+        return f"+{code}{digits}"
     if digits.startswith("86") and len(digits) == 13 and digits[2] == "1":
         digits = "+" + digits
     elif digits.startswith("0086"):

@@ -21,7 +21,7 @@ from memberops.identity.rules import MergePolicy, PersonRef, Slot, plan_record, 
 from memberops.identity.rules import attribution_key as strongest
 from memberops.kit.clock import utc_now
 from memberops.kit.crypto import IdentifierVault
-from memberops.kit.db import lock_keys
+from memberops.kit.db import insert_rows, lock_keys, reserve_ids
 from memberops.kit.errors import Conflict, NotFound, ValidationFailed
 from memberops.models import (
     Consent,
@@ -32,6 +32,7 @@ from memberops.models import (
     Membership,
     Order,
     Person,
+    table_of,
 )
 
 #: A record to resolve: the channel it came from and the identifiers it carries.
@@ -173,10 +174,12 @@ class IdentityService:
         planned = [-n for n in range(1, state.new_persons + 1)]
         real_of: dict[PersonRef, int] = {}
         if planned:
-            created = session.execute(
-                insert(Person).returning(Person.id, sort_by_parameter_order=True),
-                [{"created_at": now, "merged_into_id": None} for _ in planned],
-            ).scalars()
+            created = reserve_ids(session, table_of(Person), len(planned))
+            insert_rows(
+                session,
+                table_of(Person),
+                [{"id": person_id, "created_at": now, "merged_into_id": None} for person_id in created],
+            )
             real_of.update(zip(planned, created, strict=True))
         for person in [*state.owner.values(), *(merge[0] for merge in state.merges)]:
             if person > 0:
@@ -187,8 +190,10 @@ class IdentityService:
 
         brought: dict[PersonRef, list[int]] = {}
         if state.new_identifiers:
+            ids = reserve_ids(session, table_of(Identifier), len(state.new_identifiers))
             rows = [
                 {
+                    "id": new_id,
                     "person_id": final(person),
                     "kind": str(key.kind),
                     "namespace": key.namespace,
@@ -198,11 +203,9 @@ class IdentityService:
                     "source": state.first_source[key],
                     "created_at": now,
                 }
-                for key, person in state.new_identifiers.items()
+                for (key, person), new_id in zip(state.new_identifiers.items(), ids, strict=True)
             ]
-            ids = session.execute(
-                insert(Identifier).returning(Identifier.id, sort_by_parameter_order=True), rows
-            ).scalars()
+            insert_rows(session, table_of(Identifier), rows)
             for (key, person), new_id in zip(state.new_identifiers.items(), ids, strict=True):
                 identifier_id[key] = new_id
                 brought.setdefault(person, []).append(new_id)

@@ -19,9 +19,9 @@ from memberops.identity.repository import chunks
 from memberops.identity.service import Attribution, IdentityService
 from memberops.ingest.records import EventIn, OrderIn, RefundIn
 from memberops.kit.clock import utc_now
-from memberops.kit.db import lock_keys
+from memberops.kit.db import insert_rows, lock_keys, reserve_ids
 from memberops.kit.errors import Conflict, NotFound, ValidationFailed
-from memberops.models import Channel, Consent, Event, Membership, Order, OrderLine, Refund, Store
+from memberops.models import Channel, Consent, Event, Membership, Order, OrderLine, Refund, Store, table_of
 
 #: The outcome of the second of two records with one natural key in the same batch.
 DUPLICATE_IN_BATCH = "duplicate in this batch"
@@ -96,11 +96,13 @@ class IngestService:
             session, [(orders[i].source, orders[i].identifiers) for i in fresh], actor=actor
         )
         now = utc_now()
+        order_ids = reserve_ids(session, table_of(Order), len(fresh))
         rows = []
-        for index, attribution in zip(fresh, attributions, strict=True):
+        for index, attribution, order_id in zip(fresh, attributions, order_ids, strict=True):
             order = orders[index]
             rows.append(
                 {
+                    "id": order_id,
                     "source": order.source,
                     "external_id": order.external_id,
                     "person_id": attribution.person_id if attribution else None,
@@ -112,9 +114,7 @@ class IngestService:
                     "created_at": now,
                 }
             )
-        order_ids = list(
-            session.execute(insert(Order).returning(Order.id, sort_by_parameter_order=True), rows).scalars()
-        )
+        insert_rows(session, table_of(Order), rows)
         line_rows = [
             {
                 "order_id": order_id,
@@ -127,8 +127,7 @@ class IngestService:
             for index, order_id in zip(fresh, order_ids, strict=True)
             for number, line in enumerate(orders[index].lines, start=1)
         ]
-        if line_rows:
-            session.execute(insert(OrderLine), line_rows)
+        insert_rows(session, table_of(OrderLine), line_rows)
         refund_rows = [
             {
                 "order_id": order_id,
@@ -142,8 +141,7 @@ class IngestService:
             for index, order_id in zip(fresh, order_ids, strict=True)
             if (refund := orders[index].refund) is not None
         ]
-        if refund_rows:
-            session.execute(insert(Refund), refund_rows)
+        insert_rows(session, table_of(Refund), refund_rows)
         for index, order_id, attribution in zip(fresh, order_ids, attributions, strict=True):
             outcomes[index] = OrderOutcome(
                 order_id, attribution.person_id if attribution else None, created=True
@@ -298,11 +296,13 @@ class IngestService:
             assert attribution is not None  # parse_event guarantees an identifier
             attributions.append(attribution)
         now = utc_now()
+        ids = reserve_ids(session, table_of(Event), len(fresh))
         rows = []
-        for index, attribution in zip(fresh, attributions, strict=True):
+        for index, attribution, event_id in zip(fresh, attributions, ids, strict=True):
             event = events[index]
             rows.append(
                 {
+                    "id": event_id,
                     "dedup_key": event.dedup_key,
                     "kind": event.kind,
                     "field": event.field,
@@ -315,9 +315,7 @@ class IngestService:
                     "created_at": now,
                 }
             )
-        ids = list(
-            session.execute(insert(Event).returning(Event.id, sort_by_parameter_order=True), rows).scalars()
-        )
+        insert_rows(session, table_of(Event), rows)
         for index, event_id, attribution in zip(fresh, ids, attributions, strict=True):
             outcomes[index] = EventOutcome(event_id, attribution.person_id, created=True)
         effects = sorted(

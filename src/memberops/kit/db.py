@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Dialect, Engine, Integer, create_engine, event, text
+from sqlalchemy import BigInteger, DateTime, Dialect, Engine, Integer, Table, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -107,6 +107,32 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
             yield session
     finally:
         session.close()
+
+
+def reserve_ids(session: Session, table: Table, count: int) -> list[int]:
+    """Reserve ``count`` primary keys of ``table`` so a batch can be inserted without RETURNING.
+
+    PostgreSQL draws them from the table's sequence; SQLite continues after the largest id, which
+    is safe because a writer holds the database's write lock (``BEGIN IMMEDIATE``) until commit.
+    Inserting with known ids lets the driver's executemany do the work in one call, several
+    times faster than row-by-row RETURNING.
+    """
+    if count <= 0:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.execute(
+            text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count)"),
+            {"table": table.name, "count": count},
+        )
+        return [int(row[0]) for row in rows]
+    start = int(session.execute(text(f"SELECT coalesce(max(id), 0) FROM {table.name}")).scalar_one()) + 1
+    return list(range(start, start + count))
+
+
+def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (ids included) with one executemany through SQLAlchemy Core."""
+    if rows:
+        session.connection().execute(table.insert(), rows)
 
 
 def lock_keys(session: Session, keys: Iterable[str], *, shared: bool = False) -> None:

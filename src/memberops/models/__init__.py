@@ -1,7 +1,7 @@
 """Every table of the operational store, in one place (Alembic reads ``Base.metadata``)."""
 
 from memberops.models.access import ApiKey, AuditEntry
-from memberops.models.base import Base
+from memberops.models.base import Base, table_of
 from memberops.models.commerce import Order, OrderLine, Refund
 from memberops.models.engagement import Consent, Event
 from memberops.models.identity import Identifier, IdentityMerge, IdentitySeparation, Person
@@ -24,4 +24,5 @@ __all__ = [
     "Person",
     "Refund",
     "Store",
+    "table_of",
 ]
