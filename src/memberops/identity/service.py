@@ -21,7 +21,7 @@ from memberops.identity.rules import MergePolicy, PersonRef, Slot, plan_record, 
 from memberops.identity.rules import attribution_key as strongest
 from memberops.kit.clock import utc_now
 from memberops.kit.crypto import IdentifierVault
-from memberops.kit.db import insert_rows, lock_keys, reserve_ids
+from memberops.kit.db import insert_with_ids, lock_keys
 from memberops.kit.errors import Conflict, NotFound, ValidationFailed
 from memberops.models import (
     Consent,
@@ -92,8 +92,7 @@ class IdentityService:
         if len(keys) + len(extra) > KEY_LOCK_LIMIT:
             lock_keys(session, [GLOBAL_LOCK])
             return
-        lock_keys(session, [GLOBAL_LOCK], shared=True)
-        lock_keys(session, [self.digest(key).hex() for key in keys] + list(extra))
+        lock_keys(session, [self.digest(key).hex() for key in keys] + list(extra), shared=[GLOBAL_LOCK])
 
     def resolve(
         self, session: Session, records: Sequence[SourcedRecord], *, actor: str
@@ -174,11 +173,8 @@ class IdentityService:
         planned = [-n for n in range(1, state.new_persons + 1)]
         real_of: dict[PersonRef, int] = {}
         if planned:
-            created = reserve_ids(session, table_of(Person), len(planned))
-            insert_rows(
-                session,
-                table_of(Person),
-                [{"id": person_id, "created_at": now, "merged_into_id": None} for person_id in created],
+            created = insert_with_ids(
+                session, table_of(Person), [{"created_at": now, "merged_into_id": None} for _ in planned]
             )
             real_of.update(zip(planned, created, strict=True))
         for person in [*state.owner.values(), *(merge[0] for merge in state.merges)]:
@@ -190,10 +186,8 @@ class IdentityService:
 
         brought: dict[PersonRef, list[int]] = {}
         if state.new_identifiers:
-            ids = reserve_ids(session, table_of(Identifier), len(state.new_identifiers))
             rows = [
                 {
-                    "id": new_id,
                     "person_id": final(person),
                     "kind": str(key.kind),
                     "namespace": key.namespace,
@@ -203,9 +197,9 @@ class IdentityService:
                     "source": state.first_source[key],
                     "created_at": now,
                 }
-                for (key, person), new_id in zip(state.new_identifiers.items(), ids, strict=True)
+                for key, person in state.new_identifiers.items()
             ]
-            insert_rows(session, table_of(Identifier), rows)
+            ids = insert_with_ids(session, table_of(Identifier), rows)
             for (key, person), new_id in zip(state.new_identifiers.items(), ids, strict=True):
                 identifier_id[key] = new_id
                 brought.setdefault(person, []).append(new_id)

@@ -19,7 +19,7 @@ from memberops.identity.repository import chunks
 from memberops.identity.service import Attribution, IdentityService
 from memberops.ingest.records import EventIn, OrderIn, RefundIn
 from memberops.kit.clock import utc_now
-from memberops.kit.db import insert_rows, lock_keys, reserve_ids
+from memberops.kit.db import insert_rows, insert_with_ids, lock_keys
 from memberops.kit.errors import Conflict, NotFound, ValidationFailed
 from memberops.models import Channel, Consent, Event, Membership, Order, OrderLine, Refund, Store, table_of
 
@@ -64,7 +64,7 @@ class IngestService:
             [f"order:{source}:{external_id}" for source, external_id in keys],
         )
         existing = self._existing_orders(session, keys)
-        channels = set(session.scalars(select(Channel.code)))
+        channels = self._known_channels(session, {order.source for order in orders})
         codes = sorted({order.store_code for order in orders if order.store_code})
         store_ids = self._store_ids(session, codes)
 
@@ -96,13 +96,11 @@ class IngestService:
             session, [(orders[i].source, orders[i].identifiers) for i in fresh], actor=actor
         )
         now = utc_now()
-        order_ids = reserve_ids(session, table_of(Order), len(fresh))
         rows = []
-        for index, attribution, order_id in zip(fresh, attributions, order_ids, strict=True):
+        for index, attribution in zip(fresh, attributions, strict=True):
             order = orders[index]
             rows.append(
                 {
-                    "id": order_id,
                     "source": order.source,
                     "external_id": order.external_id,
                     "person_id": attribution.person_id if attribution else None,
@@ -114,7 +112,7 @@ class IngestService:
                     "created_at": now,
                 }
             )
-        insert_rows(session, table_of(Order), rows)
+        order_ids = insert_with_ids(session, table_of(Order), rows)
         line_rows = [
             {
                 "order_id": order_id,
@@ -166,6 +164,10 @@ class IngestService:
                 for external_id, order_id, person_id in rows:
                     found[(source, external_id)] = (order_id, person_id)
         return found
+
+    @staticmethod
+    def _known_channels(session: Session, codes: set[str]) -> set[str]:
+        return set(session.scalars(select(Channel.code).where(Channel.code.in_(sorted(codes)))))
 
     @staticmethod
     def _store_ids(session: Session, codes: Sequence[str]) -> dict[str, int]:
@@ -245,7 +247,7 @@ class IngestService:
                 select(Event.dedup_key, Event.id, Event.person_id).where(Event.dedup_key.in_(part))
             ):
                 existing[key] = (event_id, person_id)
-        channels = set(session.scalars(select(Channel.code)))
+        channels = self._known_channels(session, {event.field for event in events})
         store_codes = sorted(
             {str(e.attributes["store"]) for e in events if e.kind == "register" and e.attributes.get("store")}
         )
@@ -296,13 +298,11 @@ class IngestService:
             assert attribution is not None  # parse_event guarantees an identifier
             attributions.append(attribution)
         now = utc_now()
-        ids = reserve_ids(session, table_of(Event), len(fresh))
         rows = []
-        for index, attribution, event_id in zip(fresh, attributions, ids, strict=True):
+        for index, attribution in zip(fresh, attributions, strict=True):
             event = events[index]
             rows.append(
                 {
-                    "id": event_id,
                     "dedup_key": event.dedup_key,
                     "kind": event.kind,
                     "field": event.field,
@@ -315,7 +315,7 @@ class IngestService:
                     "created_at": now,
                 }
             )
-        insert_rows(session, table_of(Event), rows)
+        ids = insert_with_ids(session, table_of(Event), rows)
         for index, event_id, attribution in zip(fresh, ids, attributions, strict=True):
             outcomes[index] = EventOutcome(event_id, attribution.person_id, created=True)
         effects = sorted(

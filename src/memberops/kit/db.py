@@ -109,16 +109,16 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-def reserve_ids(session: Session, table: Table, count: int) -> list[int]:
-    """Reserve ``count`` primary keys of ``table`` so a batch can be inserted without RETURNING.
+#: Up to this many rows an INSERT … RETURNING is one round trip and the cheapest way to get ids.
+_RETURNING_LIMIT = 32
+
+
+def _reserve_ids(session: Session, table: Table, count: int) -> list[int]:
+    """Reserve ``count`` primary keys of ``table`` for an insert without RETURNING.
 
     PostgreSQL draws them from the table's sequence; SQLite continues after the largest id, which
     is safe because a writer holds the database's write lock (``BEGIN IMMEDIATE``) until commit.
-    Inserting with known ids lets the driver's executemany do the work in one call, several
-    times faster than row-by-row RETURNING.
     """
-    if count <= 0:
-        return []
     if session.get_bind().dialect.name == "postgresql":
         rows = session.execute(
             text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count)"),
@@ -129,20 +129,50 @@ def reserve_ids(session: Session, table: Table, count: int) -> list[int]:
     return list(range(start, start + count))
 
 
+def insert_with_ids(session: Session, table: Table, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` through SQLAlchemy Core and return their new ids, in order.
+
+    A few rows (an API request) go in with INSERT … RETURNING, one round trip; a batch gets its
+    ids reserved first and goes in with one executemany, several times faster than RETURNING row
+    by row, which is what SQLAlchemy falls back to when it must keep the order of ids.
+    """
+    if not rows:
+        return []
+    if len(rows) <= _RETURNING_LIMIT:
+        statement = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+        return [int(row[0]) for row in session.connection().execute(statement, rows)]
+    ids = _reserve_ids(session, table, len(rows))
+    session.connection().execute(
+        table.insert(), [{**row, "id": new_id} for row, new_id in zip(rows, ids, strict=True)]
+    )
+    return ids
+
+
 def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows`` (ids included) with one executemany through SQLAlchemy Core."""
+    """Insert ``rows`` with one executemany through SQLAlchemy Core (no ids wanted back)."""
     if rows:
         session.connection().execute(table.insert(), rows)
 
 
-def lock_keys(session: Session, keys: Iterable[str], *, shared: bool = False) -> None:
-    """Take transaction-scoped advisory locks on ``keys`` (PostgreSQL; SQLite already serialises).
+def _lock_number(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
 
-    Keys are locked in sorted order so two transactions wanting overlapping keys cannot deadlock.
+
+def lock_keys(session: Session, keys: Iterable[str], *, shared: Iterable[str] = ()) -> None:
+    """Take transaction-scoped advisory locks: ``shared`` ones first, then ``keys`` exclusively.
+
+    PostgreSQL only (SQLite already serialises writers). One statement takes them all, in a fixed
+    order (shared, then exclusive, each sorted), so two transactions wanting overlapping keys
+    cannot deadlock, and a request pays one round trip however many keys it locks.
     """
     if session.get_bind().dialect.name != "postgresql":
         return
-    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-    for key in sorted(set(keys)):
-        number = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
-        session.execute(text(f"SELECT {function}(:key)"), {"key": number})
+    calls: list[str] = []
+    values: dict[str, int] = {}
+    for function, group in (("pg_advisory_xact_lock_shared", shared), ("pg_advisory_xact_lock", keys)):
+        for key in sorted(set(group)):
+            name = f"k{len(values)}"
+            values[name] = _lock_number(key)
+            calls.append(f"{function}(:{name})")
+    if calls:
+        session.execute(text(f"SELECT {', '.join(calls)}"), values)
