@@ -52,6 +52,8 @@ class IngestService:
 
     def __init__(self, identity: IdentityService) -> None:
         self.identity = identity
+        self._channels: set[str] = set()
+        self._stores: dict[str, int] = {}
 
     # ------------------------------------------------------------------ orders
 
@@ -165,16 +167,24 @@ class IngestService:
                     found[(source, external_id)] = (order_id, person_id)
         return found
 
-    @staticmethod
-    def _known_channels(session: Session, codes: set[str]) -> set[str]:
-        return set(session.scalars(select(Channel.code).where(Channel.code.in_(sorted(codes)))))
+    def _known_channels(self, session: Session, codes: set[str]) -> set[str]:
+        """Return which of ``codes`` are channels; only codes not seen before cost a query.
 
-    @staticmethod
-    def _store_ids(session: Session, codes: Sequence[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for part in chunks(codes):
-            found.update(session.execute(select(Store.code, Store.id).where(Store.code.in_(part))).all())
-        return found
+        Channels and stores are only ever added, never removed, so a code once found stays valid
+        and the cache needs no expiry; a code added since is found by the query on a miss.
+        """
+        missing = sorted(codes - self._channels)
+        if missing:
+            self._channels |= set(session.scalars(select(Channel.code).where(Channel.code.in_(missing))))
+        return codes & self._channels
+
+    def _store_ids(self, session: Session, codes: Sequence[str]) -> dict[str, int]:
+        """Return ``code -> id`` for the known stores among ``codes`` (cached like channels)."""
+        missing = [code for code in codes if code not in self._stores]
+        for part in chunks(missing):
+            found = session.execute(select(Store.code, Store.id).where(Store.code.in_(part))).all()
+            self._stores.update((code, store_id) for code, store_id in found)
+        return {code: self._stores[code] for code in codes if code in self._stores}
 
     # ------------------------------------------------------------------ refunds
 
