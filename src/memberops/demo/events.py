@@ -19,6 +19,7 @@ from memberops.demo.ordering import stable_order
 from memberops.demo.orders import POS_PHONE_STYLES, OrderTable
 from memberops.demo.population import CONNECTED, MEMBER, Population
 from memberops.demo.referrals import Shares
+from memberops.ingest.records import CONSENT_CHANNEL_TYPES
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
@@ -27,20 +28,8 @@ I16 = npt.NDArray[np.int16]
 I32 = npt.NDArray[np.int32]
 Bools = npt.NDArray[np.bool_]
 
-EVENT_TYPES: tuple[str, ...] = (
-    "register",
-    "cancel_membership",
-    "follow",
-    "unfollow",
-    "join_group",
-    "leave_group",
-    "visit",
-    "share",
-    "review",
-    "consent",
-)
 REGISTER, CANCEL, FOLLOW, UNFOLLOW, JOIN_GROUP, LEAVE_GROUP, VISIT, SHARE, REVIEW, CONSENT = range(10)
-CONSENT_CHANNELS: tuple[str, ...] = ("sms", "wecom", "email", "call", "push", "subscription")
+CONSENT_CHANNELS = CONSENT_CHANNEL_TYPES
 CANCEL_REASONS: tuple[str, ...] = ("moved_away", "too_many_messages", "privacy", "not_interested")
 PAGES: tuple[str, ...] = ("home", "category", "product", "member_center", "coupons", "checkout")
 GROUPS_PER_STORE = 3

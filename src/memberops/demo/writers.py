@@ -33,7 +33,6 @@ from memberops.demo.events import (
     CANCEL_REASONS,
     CONSENT,
     CONSENT_CHANNELS,
-    EVENT_TYPES,
     GROUPS_PER_STORE,
     JOIN_GROUP,
     LEAVE_GROUP,
@@ -48,6 +47,7 @@ from memberops.demo.orders import OrderTable
 from memberops.demo.population import Population
 from memberops.demo.referrals import SHARE_TARGETS
 from memberops.demo.text import Bools, Piece, Vocabulary, gate, integer, joined_bytes, literal, to_arrow, yuan
+from memberops.ingest.records import EVENT_TYPES
 
 I64 = npt.NDArray[np.int64]
 Progress = Callable[[str, int, int], None]

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from memberops.ingest.profiles import PROFILES, Profile
 from memberops.ingest.readers import RawRow, columns_of, read_rows
-from memberops.ingest.records import EventIn, OrderIn, RecordRejected, parse_event, parse_order
+from memberops.ingest.records import RecordRejected, parse_event, parse_order
 from memberops.ingest.service import DUPLICATE_IN_BATCH
 from memberops.kit.clock import utc_now
 from memberops.kit.db import unit_of_work
@@ -31,6 +32,7 @@ from memberops.wiring import Services
 Kind = Literal["orders", "events", "stores"]
 Progress = Callable[[int], None]
 T = TypeVar("T")
+R = TypeVar("R")
 
 #: Rows per transaction: large enough that per-batch queries amortise, small enough that a
 #: crash loses little work and memory stays flat.
@@ -174,6 +176,40 @@ def import_file(
     return summary
 
 
+class _Outcome(Protocol):
+    @property
+    def created(self) -> bool: ...
+
+    @property
+    def rejection(self) -> str | None: ...
+
+
+def _record_batch(
+    services: Services,
+    batch: list[RawRow],
+    parse: Callable[[dict[str, Any]], R],
+    store: Callable[[Session, list[R]], Sequence[_Outcome]],
+    summary: ImportSummary,
+    rejects: RejectWriter,
+) -> None:
+    """Parse each row (a bad one is rejected with its reason), then store the rest in one transaction."""
+    parsed: list[tuple[RawRow, R]] = []
+    for row in batch:
+        try:
+            if row.unreadable:
+                raise RecordRejected(row.unreadable)
+            parsed.append((row, parse(row.values)))
+        except RecordRejected as error:
+            summary.reject(str(error))
+            rejects.write(row.line, str(error), row.values)
+    if not parsed:
+        return
+    with unit_of_work(services.sessions) as session:
+        outcomes = store(session, [record for _, record in parsed])
+    for (row, _), outcome in zip(parsed, outcomes, strict=True):
+        _count(summary, rejects, row, outcome.created, outcome.rejection)
+
+
 def _order_batch(
     services: Services,
     batch: list[RawRow],
@@ -183,41 +219,27 @@ def _order_batch(
     actor: str,
 ) -> None:
     naive_zone = services.settings.time_zone if profile.local_times else None
-    parsed: list[tuple[RawRow, OrderIn]] = []
-    for row in batch:
-        try:
-            if row.unreadable:
-                raise RecordRejected(row.unreadable)
-            parsed.append((row, parse_order(profile.to_canonical(row.values), naive_zone=naive_zone)))
-        except RecordRejected as error:
-            summary.reject(str(error))
-            rejects.write(row.line, str(error), row.values)
-    if not parsed:
-        return
-    with unit_of_work(services.sessions) as session:
-        outcomes = services.ingest.ingest_orders(session, [order for _, order in parsed], actor=actor)
-    for (row, _), outcome in zip(parsed, outcomes, strict=True):
-        _count(summary, rejects, row, outcome.created, outcome.rejection)
+    _record_batch(
+        services,
+        batch,
+        lambda values: parse_order(profile.to_canonical(values), naive_zone=naive_zone),
+        lambda session, orders: services.ingest.ingest_orders(session, orders, actor=actor),
+        summary,
+        rejects,
+    )
 
 
 def _event_batch(
     services: Services, batch: list[RawRow], summary: ImportSummary, rejects: RejectWriter, actor: str
 ) -> None:
-    parsed: list[tuple[RawRow, EventIn]] = []
-    for row in batch:
-        try:
-            if row.unreadable:
-                raise RecordRejected(row.unreadable)
-            parsed.append((row, parse_event(row.values)))
-        except RecordRejected as error:
-            summary.reject(str(error))
-            rejects.write(row.line, str(error), row.values)
-    if not parsed:
-        return
-    with unit_of_work(services.sessions) as session:
-        outcomes = services.ingest.ingest_events(session, [event for _, event in parsed], actor=actor)
-    for (row, _), outcome in zip(parsed, outcomes, strict=True):
-        _count(summary, rejects, row, outcome.created, outcome.rejection)
+    _record_batch(
+        services,
+        batch,
+        parse_event,
+        lambda session, events: services.ingest.ingest_events(session, events, actor=actor),
+        summary,
+        rejects,
+    )
 
 
 def _count(

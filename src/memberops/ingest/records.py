@@ -18,21 +18,23 @@ from memberops.identity.identifiers import IdentifierKey, IdentifierKind, Invali
 from memberops.kit.clock import InvalidTimestamp, parse_instant
 from memberops.kit.money import InvalidAmount, yuan_to_fen
 
-EVENT_KINDS = frozenset(
-    {
-        "register",
-        "cancel_membership",
-        "follow",
-        "unfollow",
-        "join_group",
-        "leave_group",
-        "visit",
-        "share",
-        "review",
-        "consent",
-    }
+#: The event types the canonical format knows, in a fixed order (the demo indexes them).
+EVENT_TYPES: tuple[str, ...] = (
+    "register",
+    "cancel_membership",
+    "follow",
+    "unfollow",
+    "join_group",
+    "leave_group",
+    "visit",
+    "share",
+    "review",
+    "consent",
 )
-CONSENT_CHANNELS = frozenset({"sms", "wecom", "email", "call", "push", "subscription"})
+EVENT_KINDS = frozenset(EVENT_TYPES)
+#: The contact channels consent is given or withdrawn for, in a fixed order.
+CONSENT_CHANNEL_TYPES: tuple[str, ...] = ("sms", "wecom", "email", "call", "push", "subscription")
+CONSENT_CHANNELS = frozenset(CONSENT_CHANNEL_TYPES)
 IDENTIFIER_COLUMNS = ("phone", "unionid", "openid", "platform_user_id", "member_no", "email")
 _MAX_ID = 64
 _MAX_QUANTITY = 1_000_000
