@@ -34,7 +34,8 @@ integration: setup postgres
 e2e: setup postgres
 	$(UV) run pytest tests/e2e
 
-bench: setup postgres  ## measure, and write the figures to docs/benchmarks.md
+bench: setup postgres  ## measure, and write the figures to docs/benchmarks.md (installs wrk if it can)
+	@command -v wrk >/dev/null 2>&1 || (apt-get install -y -qq wrk >/dev/null 2>&1 || true)
 	$(UV) run python -m benchmarks.run $(ARGS)
 
 postgres:         ## make sure the PostgreSQL the tests use is up

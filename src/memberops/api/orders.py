@@ -148,15 +148,19 @@ def create_order(
         if outcome.rejection is not None:
             raise InvalidRecord(outcome.rejection)
         assert outcome.order_id is not None
-        stored = session.get_one(Order, outcome.order_id)
+        # A new order is what was sent; only a replay reads back what was stored first.
+        paid_at, amount_fen = order.paid_at, order.amount_fen
+        if not outcome.created:
+            stored = session.get_one(Order, outcome.order_id)
+            paid_at, amount_fen = stored.paid_at, stored.amount_fen
         result = OrderStored(
-            order_id=stored.id,
+            order_id=outcome.order_id,
             person_id=outcome.person_id,
             created=outcome.created,
-            source=stored.source,
-            external_id=stored.external_id,
-            paid_at=stored.paid_at,
-            amount=fen_to_yuan(stored.amount_fen),
+            source=order.source,
+            external_id=order.external_id,
+            paid_at=paid_at,
+            amount=fen_to_yuan(amount_fen),
         )
     if not outcome.created:
         response.status_code = status.HTTP_200_OK

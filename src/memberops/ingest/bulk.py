@@ -24,7 +24,7 @@ from memberops.ingest.readers import RawRow, columns_of, read_rows
 from memberops.ingest.records import RecordRejected, parse_event, parse_order
 from memberops.ingest.service import DUPLICATE_IN_BATCH
 from memberops.kit.clock import utc_now
-from memberops.kit.db import unit_of_work
+from memberops.kit.db import refresh_statistics, unit_of_work
 from memberops.kit.errors import ValidationFailed
 from memberops.models import Store
 from memberops.wiring import Services
@@ -38,6 +38,8 @@ R = TypeVar("R")
 #: crash loses little work and memory stays flat.
 BATCH_SIZE = 2000
 STORE_COLUMNS = ("code", "name", "city", "store_type")
+#: Tables a bulk import grows and then looks up in.
+ANALYSED_TABLES = ("orders", "order_lines", "refunds", "events", "persons", "identifiers", "memberships")
 EVENT_REQUIRED = ("type", "occurred_at", "field")
 
 
@@ -155,8 +157,13 @@ def import_file(
     chosen = check_file(path, kind, profile)
     summary = ImportSummary(path=path, kind=kind)
     rejects = RejectWriter(reject_path or default_reject_path(path))
+    analysed_at = 0
     try:
         for batch in _batches(read_rows(path), batch_size):
+            if summary.imported >= max(2 * analysed_at, batch_size):
+                # the tables have doubled since the planner last looked: let it look again
+                refresh_statistics(services.engine, ANALYSED_TABLES)
+                analysed_at = summary.imported
             summary.rows += len(batch)
             if kind == "orders":
                 _order_batch(services, batch, chosen, summary, rejects, actor)
