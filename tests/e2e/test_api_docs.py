@@ -13,12 +13,12 @@ from sqlalchemy import Engine, func, select
 
 from memberops.access.rules import Role
 from memberops.api.app import create_app, openapi_document
-from memberops.kit import migrate
 from memberops.kit.crypto import IdentifierVault, get_vault
 from memberops.kit.db import make_engine, unit_of_work
 from memberops.kit.settings import Settings, get_settings
 from memberops.models import Channel
 from memberops.wiring import Services, build_services
+from tests.conftest import sqlite_engine
 
 from .test_api_support import Api, error_of, start_api
 
@@ -26,10 +26,7 @@ from .test_api_support import Api, error_of, start_api
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     """SQLite only: what these tests check does not depend on the database."""
-    sqlite = make_engine(f"sqlite:///{tmp_path / 'memberops.db'}")
-    migrate.upgrade(sqlite)
-    yield sqlite
-    sqlite.dispose()
+    yield from sqlite_engine(tmp_path)
 
 
 @pytest.fixture

@@ -25,9 +25,8 @@ from sqlalchemy import Engine
 
 from memberops.access.rules import Role
 from memberops.api.app import openapi_document
-from memberops.kit import migrate
-from memberops.kit.db import make_engine
 from memberops.wiring import Services
+from tests.conftest import sqlite_engine
 
 from .test_api_support import Api, order, start_api
 
@@ -38,10 +37,7 @@ schema = schemathesis.openapi.from_dict(openapi_document())
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     """SQLite only: the fuzzer looks for unhandled input, which both backends share."""
-    sqlite = make_engine(f"sqlite:///{tmp_path / 'memberops.db'}")
-    migrate.upgrade(sqlite)
-    yield sqlite
-    sqlite.dispose()
+    yield from sqlite_engine(tmp_path)
 
 
 @pytest.fixture

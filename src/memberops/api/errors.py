@@ -14,8 +14,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from memberops.identity.identifiers import InvalidIdentifier
-from memberops.ingest.records import RecordRejected
 from memberops.kit.errors import MemberOpsError
 
 #: How many validation problems the human message names before it says "and N more".
@@ -27,20 +25,6 @@ _HTTP_CODES = {
     406: "not_acceptable",
     415: "unsupported_media_type",
 }
-
-
-class InvalidRecord(MemberOpsError):
-    """A record the ingestion rules refused (bad amount, unknown store or channel, …)."""
-
-    code = "invalid_record"
-    status = 422
-
-
-class InvalidIdentifierError(MemberOpsError):
-    """An identifier (in a record or a person reference) that cannot be normalised."""
-
-    code = "invalid_identifier"
-    status = 422
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -56,14 +40,6 @@ def _render(error: MemberOpsError) -> JSONResponse:
 async def _domain_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, MemberOpsError)
     return _render(error)
-
-
-async def _record_rejected(_request: Request, error: Exception) -> JSONResponse:
-    return _render(InvalidRecord(str(error)))
-
-
-async def _invalid_identifier(_request: Request, error: Exception) -> JSONResponse:
-    return _render(InvalidIdentifierError(str(error)))
 
 
 def _location(loc: tuple[int | str, ...] | list[int | str]) -> str:
@@ -113,7 +89,5 @@ async def _http_error(_request: Request, error: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Render every caller-caused failure in the one envelope (routing errors included)."""
     app.add_exception_handler(MemberOpsError, _domain_error)
-    app.add_exception_handler(RecordRejected, _record_rejected)
-    app.add_exception_handler(InvalidIdentifier, _invalid_identifier)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -15,9 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from sqlalchemy.orm import Session
 
 from memberops.api.deps import Ingestor, ServicesDep, writing
-from memberops.api.errors import InvalidRecord
 from memberops.api.schemas import Attributes, IdentifierFields, Instant, Token, error_responses, iso
-from memberops.ingest.records import EVENT_KINDS, EventIn, parse_event
+from memberops.ingest.records import EVENT_KINDS, EventIn, RecordRejected, parse_event
 from memberops.ingest.service import EventOutcome
 from memberops.models import Event
 from memberops.wiring import Services
@@ -81,10 +80,10 @@ class EventStored(BaseModel):
 
 
 def store_event(session: Session, services: Services, event: EventIn, *, actor: str) -> EventOutcome:
-    """Ingest one parsed event in ``session``; a rejection raises ``InvalidRecord`` (nothing written)."""
+    """Ingest one parsed event in ``session``; a rejection raises ``RecordRejected`` (nothing written)."""
     [outcome] = services.ingest.ingest_events(session, [event], actor=actor)
     if outcome.rejection is not None:
-        raise InvalidRecord(outcome.rejection)
+        raise RecordRejected(outcome.rejection)
     return outcome
 
 

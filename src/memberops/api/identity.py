@@ -11,11 +11,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from memberops.api.deps import IdentityManager, PersonReader, ServicesDep, reading, writing
 from memberops.api.schemas import MAX_ID, Text, error_responses
 from memberops.identity import repository
+from memberops.identity.queries import merges_of
 from memberops.kit.errors import NotFound
 from memberops.models import IdentityMerge
 
@@ -77,16 +77,13 @@ def list_merges(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> MergeList:
     """Return recent merges, or those of one person (a merged id stands for its survivor)."""
-    query = select(IdentityMerge).order_by(IdentityMerge.id.desc()).limit(limit)
     with reading(services) as session:
+        current = None
         if person_id is not None:
             current = repository.current_person_id(session, person_id)
             if current is None:
                 raise NotFound(f"person {person_id} does not exist")
-            query = query.where(
-                (IdentityMerge.survivor_id == current) | (IdentityMerge.absorbed_id == current)
-            )
-        return MergeList(merges=[Merge.of(merge) for merge in session.scalars(query)])
+        return MergeList(merges=[Merge.of(merge) for merge in merges_of(session, current, limit)])
 
 
 @router.post("/merges/{merge_id}/undo", response_model=Merge, summary="Undo a wrong merge")

@@ -14,7 +14,6 @@ from fastapi import APIRouter, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
 from memberops.api.deps import Ingestor, ServicesDep, writing
-from memberops.api.errors import InvalidRecord
 from memberops.api.schemas import (
     IdentifierFields,
     Instant,
@@ -25,7 +24,7 @@ from memberops.api.schemas import (
     iso,
     safe_text,
 )
-from memberops.ingest.records import RefundIn, parse_order
+from memberops.ingest.records import RecordRejected, RefundIn, parse_order
 from memberops.kit.money import fen_to_yuan, yuan_to_fen
 from memberops.models import Order
 
@@ -146,7 +145,7 @@ def create_order(
     with writing(services) as session:
         [outcome] = services.ingest.ingest_orders(session, [order], actor=caller.name)
         if outcome.rejection is not None:
-            raise InvalidRecord(outcome.rejection)
+            raise RecordRejected(outcome.rejection)
         assert outcome.order_id is not None
         # A new order is what was sent; only a replay reads back what was stored first.
         paid_at, amount_fen = order.paid_at, order.amount_fen

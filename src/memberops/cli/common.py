@@ -13,7 +13,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from memberops.identity.identifiers import InvalidIdentifier
 from memberops.kit.errors import MemberOpsError
 from memberops.wiring import Services, build_services
 
@@ -66,10 +65,8 @@ def reports_errors(function: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return function(*args, **kwargs)
-        except (MemberOpsError, InvalidIdentifier) as error:
-            code = error.code if isinstance(error, MemberOpsError) else "invalid_identifier"
-            message = error.message if isinstance(error, MemberOpsError) else str(error)
-            errors.print(f"[red]error[/red] ({code}): {message}")
+        except MemberOpsError as error:
+            errors.print(f"[red]error[/red] ({error.code}): {error.message}")
             raise typer.Exit(EXIT_REFUSED) from None
 
     return wrapper

@@ -16,7 +16,7 @@ from memberops.cli.common import (
     services,
     transaction,
 )
-from memberops.identity.queries import person_profile, resolve_reference
+from memberops.identity.queries import merges_of, person_profile, resolve_reference
 from memberops.kit.errors import NotFound
 
 person_app = typer.Typer(help="Look up, inspect and split persons (OneID).", no_args_is_help=True)
@@ -102,20 +102,13 @@ def identity_merges(
     output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.TABLE,
 ) -> None:
     """List recent merges, or those of one person."""
-    from sqlalchemy import select
-
-    from memberops.models import IdentityMerge
-
     svc = services()
     with transaction() as session:
-        query = select(IdentityMerge).order_by(IdentityMerge.id.desc()).limit(limit)
+        person_id = None
         if person is not None:
             person_id = resolve_reference(session, svc.identity, person)
             if person_id is None:
                 raise NotFound(f"no person is known by {person!r}")
-            query = query.where(
-                (IdentityMerge.survivor_id == person_id) | (IdentityMerge.absorbed_id == person_id)
-            )
         rows = [
             {
                 "id": m.id,
@@ -126,7 +119,7 @@ def identity_merges(
                 "at": m.created_at.isoformat(),
                 "undone_at": m.undone_at.isoformat() if m.undone_at else None,
             }
-            for m in session.scalars(query)
+            for m in merges_of(session, person_id, limit)
         ]
     if output is OutputFormat.JSON:
         print_json(rows)

@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 import phonenumbers
 
+from memberops.kit.errors import ValidationFailed
+
 
 class IdentifierKind(StrEnum):
     """The kinds of identifier OneID knows; the namespace column scopes the per-app ones."""
@@ -43,8 +45,10 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_\-.:@]{1,64}$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63}$")
 
 
-class InvalidIdentifier(ValueError):
+class InvalidIdentifier(ValidationFailed, ValueError):
     """An identifier value that cannot be normalised (a malformed phone, an empty id…)."""
+
+    code = "invalid_identifier"
 
 
 class IdentifierKey(NamedTuple):

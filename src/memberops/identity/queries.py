@@ -22,6 +22,18 @@ def find_person_id(session: Session, identity: IdentityService, key: IdentifierK
     return next((person_id for _, person_id in found.values()), None)
 
 
+def merges_of(
+    session: Session, person_id: int | None = None, limit: int | None = None
+) -> list[IdentityMerge]:
+    """Return merges, newest first: all of them, or those a (live) person took part in."""
+    query = select(IdentityMerge).order_by(IdentityMerge.id.desc()).limit(limit)
+    if person_id is not None:
+        query = query.where(
+            (IdentityMerge.survivor_id == person_id) | (IdentityMerge.absorbed_id == person_id)
+        )
+    return list(session.scalars(query))
+
+
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
@@ -75,11 +87,7 @@ def person_profile(
             select(Event.kind, func.count(Event.id)).where(Event.person_id == current).group_by(Event.kind)
         ).all()
     )
-    merges = session.scalars(
-        select(IdentityMerge)
-        .where((IdentityMerge.survivor_id == current) | (IdentityMerge.absorbed_id == current))
-        .order_by(IdentityMerge.id)
-    ).all()
+    merges = list(reversed(merges_of(session, current)))
     active = next((m for m in memberships if m.status == "active"), None)
     return {
         "person_id": current,

@@ -16,6 +16,7 @@ from typing import Any
 
 from memberops.identity.identifiers import IdentifierKey, IdentifierKind, InvalidIdentifier, normalize
 from memberops.kit.clock import InvalidTimestamp, parse_instant
+from memberops.kit.errors import ValidationFailed
 from memberops.kit.money import InvalidAmount, yuan_to_fen
 
 #: The event types the canonical format knows, in a fixed order (the demo indexes them).
@@ -42,8 +43,10 @@ _MAX_QUANTITY = 1_000_000
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-class RecordRejected(ValueError):
+class RecordRejected(ValidationFailed, ValueError):
     """A record that breaks the documented format; the message is the reason shown to the user."""
+
+    code = "invalid_record"
 
 
 @dataclass(frozen=True)
