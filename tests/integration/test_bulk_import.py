@@ -261,9 +261,12 @@ def logical_state(engine: Engine) -> tuple[object, ...]:
     )
 
 
-def run_import(database_url: str, path: Path, *, kill_after_orders: int | None = None) -> None:
+def run_import(
+    database_url: str, path: Path, *, kill_after_orders: int | None = None, background: bool = False
+) -> None:
     env = {**os.environ, "MEMBEROPS_DATABASE_URL": database_url, "MEMBEROPS_SECRET_KEY": TEST_SECRET}
-    command = [sys.executable, "-m", "memberops", "import", "orders", str(path)]
+    where = "--parse-in-background" if background else "--parse-in-process"
+    command = [sys.executable, "-m", "memberops", "import", "orders", str(path), where]
     if kill_after_orders is None:
         subprocess.run(command, env=env, check=True, capture_output=True)
         return
@@ -309,10 +312,11 @@ def two_databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tu
 def test_an_import_killed_half_way_and_run_again_ends_as_one_uninterrupted_run(
     two_databases: tuple[str, str], tmp_path: Path
 ) -> None:
+    # the killed run parses in a worker process (as a big file would), the whole run in-process
     killed_url, whole_url = two_databases
     path = messy_orders(tmp_path / "orders.csv", 24_000)
-    run_import(killed_url, path, kill_after_orders=4_000)
-    run_import(killed_url, path)
+    run_import(killed_url, path, kill_after_orders=4_000, background=True)
+    run_import(killed_url, path, background=True)
     run_import(whole_url, path)
     killed, whole = make_engine(killed_url), make_engine(whole_url)
     try:
@@ -322,6 +326,39 @@ def test_an_import_killed_half_way_and_run_again_ends_as_one_uninterrupted_run(
     finally:
         killed.dispose()
         whole.dispose()
+
+
+def test_parsing_in_a_worker_process_gives_the_same_import(services: Services, tmp_path: Path) -> None:
+    from memberops.kit import migrate
+    from memberops.wiring import build_services
+
+    path = messy_orders(tmp_path / "orders.csv", 900)
+    with path.open("a", encoding="utf-8") as handle:  # rejected rows, by the parser and by the store
+        handle.write("pos,BAD1,2026-03-01T12:00:00+08:00,10.00,1380013800,,,,paid,\n")
+        handle.write("nowhere,BAD2,2026-03-01T12:00:00+08:00,10.00,13800138000,,,,paid,\n")
+    here = import_file(services, path, "orders", batch_size=100, background_parse=False)
+    rejects_here = here.reject_path.read_text() if here.reject_path else ""
+    worker_engine = make_engine(f"sqlite:///{tmp_path / 'worker.db'}")
+    migrate.upgrade(worker_engine)
+    worker = build_services(services.settings, engine=worker_engine, vault=services.vault)
+    try:
+        there = import_file(worker, path, "orders", batch_size=100, background_parse=True)
+        assert (there.rows, there.imported, there.rejected, there.reasons) == (
+            902,
+            900,
+            2,
+            {"phone": 1, "source": 1},
+        )
+        assert (here.rows, here.imported, here.rejected, here.reasons) == (
+            there.rows,
+            there.imported,
+            there.rejected,
+            there.reasons,
+        )
+        assert there.reject_path is not None and there.reject_path.read_text() == rejects_here
+        assert logical_state(services.engine) == logical_state(worker_engine)
+    finally:
+        worker_engine.dispose()
 
 
 def test_batch_boundaries_do_not_change_the_outcome(services: Services, tmp_path: Path) -> None:

@@ -21,7 +21,13 @@ EXIT_SOME_REJECTED = 3
 
 
 def run_import(
-    path: Path, kind: Kind, *, profile: str = "canonical", rejects: Path | None = None, quiet: bool = False
+    path: Path,
+    kind: Kind,
+    *,
+    profile: str = "canonical",
+    rejects: Path | None = None,
+    quiet: bool = False,
+    parse_in_background: bool | None = None,
 ) -> ImportSummary:
     """Import one file with a progress bar; return the summary."""
     svc = services()
@@ -38,7 +44,13 @@ def run_import(
     ) as bar:
         task = bar.add_task(kind, total=total)
         return import_file(
-            svc, path, kind, profile=profile, reject_path=rejects, progress=lambda n: bar.advance(task, n)
+            svc,
+            path,
+            kind,
+            profile=profile,
+            reject_path=rejects,
+            progress=lambda n: bar.advance(task, n),
+            background_parse=parse_in_background,
         )
 
 
@@ -64,6 +76,14 @@ RejectsOption = Annotated[
     Path | None, typer.Option(help="where to write rejected rows (default FILE.rejects.csv)")
 ]
 FormatOption = Annotated[OutputFormat, typer.Option("--format", help="summary as table or json")]
+BackgroundOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--parse-in-background/--parse-in-process",
+        help="parse in a second process while this one stores (default: for files of 8 MiB and more)",
+        show_default=False,
+    ),
+]
 
 
 @import_app.command("orders")
@@ -75,18 +95,25 @@ def import_orders(
     ] = "canonical",
     rejects: RejectsOption = None,
     output: FormatOption = OutputFormat.TABLE,
+    parse_in_background: BackgroundOption = None,
 ) -> None:
     """Import orders; exit 0 when all rows are in, 3 when some were rejected, 2 when the file is unusable."""
-    report(run_import(file, "orders", profile=profile, rejects=rejects), output)
+    report(
+        run_import(file, "orders", profile=profile, rejects=rejects, parse_in_background=parse_in_background),
+        output,
+    )
 
 
 @import_app.command("events")
 @reports_errors
 def import_events(
-    file: FileArgument, rejects: RejectsOption = None, output: FormatOption = OutputFormat.TABLE
+    file: FileArgument,
+    rejects: RejectsOption = None,
+    output: FormatOption = OutputFormat.TABLE,
+    parse_in_background: BackgroundOption = None,
 ) -> None:
     """Import behaviour events (register, follow, join_group, visit, share, review, consent…)."""
-    report(run_import(file, "events", rejects=rejects), output)
+    report(run_import(file, "events", rejects=rejects, parse_in_background=parse_in_background), output)
 
 
 @import_app.command("stores")

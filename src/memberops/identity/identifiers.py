@@ -14,6 +14,7 @@ from typing import NamedTuple
 import phonenumbers
 
 from memberops.kit.errors import ValidationFailed
+from memberops.kit.pickling import Reduced, reduce_tuple
 
 
 class IdentifierKind(StrEnum):
@@ -60,6 +61,9 @@ class IdentifierKey(NamedTuple):
     kind: IdentifierKind
     namespace: str
     value: str
+
+    def __reduce__(self) -> Reduced:
+        return reduce_tuple(self)
 
 
 _SEPARATORS = re.compile(r"[\s\-().]")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import case, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from memberops.models import (
@@ -16,6 +16,7 @@ from memberops.models import (
     Membership,
     Order,
     Person,
+    table_of,
 )
 
 T = TypeVar("T")
@@ -60,8 +61,14 @@ def slots_held(session: Session, person_ids: Sequence[int]) -> dict[int, set[tup
 
 
 def separations_among(session: Session, person_ids: Sequence[int]) -> set[tuple[int, int]]:
-    """Return the separated pairs (low, high) that involve any of ``person_ids``."""
+    """Return the separated pairs (low, high) that involve any of ``person_ids``.
+
+    Separations are rare (an operator's correction), so one look at whether there are any at all
+    usually saves the per-chunk queries of a bulk batch.
+    """
     pairs: set[tuple[int, int]] = set()
+    if not person_ids or session.execute(select(IdentitySeparation.id).limit(1)).first() is None:
+        return pairs
     for part in chunks(person_ids):
         rows = session.execute(
             select(IdentitySeparation.person_low_id, IdentitySeparation.person_high_id).where(
@@ -96,34 +103,28 @@ def active_memberships(session: Session, person_ids: Sequence[int]) -> list[Memb
 
 
 def repoint_persons(session: Session, survivor_of: dict[int, int]) -> None:
-    """Move every row owned by an absorbed person to its survivor (``absorbed -> survivor``)."""
-    absorbed = sorted(survivor_of)
-    for part in chunks(absorbed, 400):
-        mapping = {person: survivor_of[person] for person in part}
-        for table in PERSON_OWNED:
-            column: Any = table.person_id
-            session.execute(
-                update(table).where(column.in_(part)).values(person_id=case(mapping, value=column)),
-                execution_options={"synchronize_session": False},
-            )
-        session.execute(
-            update(Person)
-            .where(Person.merged_into_id.in_(part))
-            .values(merged_into_id=case(mapping, value=Person.merged_into_id)),
-            execution_options={"synchronize_session": False},
+    """Move every row owned by an absorbed person to its survivor (``absorbed -> survivor``).
+
+    One UPDATE per table, executed for all pairs at once (executemany): each pair is an index
+    seek on the person column, where a single UPDATE … CASE over hundreds of ids would compare
+    every candidate row against every id.
+    """
+    if not survivor_of:
+        return
+    pairs = [{"absorbed": absorbed, "survivor": survivor_of[absorbed]} for absorbed in sorted(survivor_of)]
+    absorbed: Any = bindparam("absorbed")
+    survivor: Any = bindparam("survivor")
+    connection = session.connection()
+    moves = [(table_of(model), "person_id", "person_id") for model in PERSON_OWNED] + [
+        (table_of(Person), "merged_into_id", "merged_into_id"),
+        (table_of(Person), "id", "merged_into_id"),
+        (table_of(IdentitySeparation), "person_low_id", "person_low_id"),
+        (table_of(IdentitySeparation), "person_high_id", "person_high_id"),
+    ]
+    for table, matched, moved in moves:
+        connection.execute(
+            table.update().where(table.c[matched] == absorbed).values({moved: survivor}), pairs
         )
-        session.execute(
-            update(Person).where(Person.id.in_(part)).values(merged_into_id=case(mapping, value=Person.id)),
-            execution_options={"synchronize_session": False},
-        )
-        for column_name in ("person_low_id", "person_high_id"):
-            column = getattr(IdentitySeparation, column_name)
-            session.execute(
-                update(IdentitySeparation)
-                .where(column.in_(part))
-                .values({column_name: case(mapping, value=column)}),
-                execution_options={"synchronize_session": False},
-            )
 
 
 def current_person_id(session: Session, person_id: int) -> int | None:

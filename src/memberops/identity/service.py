@@ -89,6 +89,8 @@ class IdentityService:
 
     def lock(self, session: Session, keys: Sequence[IdentifierKey], extra: Sequence[str] = ()) -> None:
         """Serialise concurrent resolutions that touch the same identifiers (PostgreSQL)."""
+        if session.get_bind().dialect.name != "postgresql":
+            return  # SQLite serialises writers already; skip hashing the keys for nothing
         if len(keys) + len(extra) > KEY_LOCK_LIMIT:
             lock_keys(session, [GLOBAL_LOCK])
             return

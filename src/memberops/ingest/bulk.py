@@ -14,14 +14,21 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from memberops.ingest.pipeline import (
+    ParsedRow,
+    ParseJob,
+    RecordKind,
+    parsed_batches,
+    parsed_batches_in_background,
+    should_parse_in_background,
+)
 from memberops.ingest.profiles import PROFILES, Profile
 from memberops.ingest.readers import RawRow, columns_of, read_rows
-from memberops.ingest.records import RecordRejected, parse_event, parse_order
+from memberops.ingest.records import EventIn, OrderIn
 from memberops.ingest.service import DUPLICATE_IN_BATCH
 from memberops.kit.clock import utc_now
 from memberops.kit.db import refresh_statistics, unit_of_work
@@ -32,7 +39,6 @@ from memberops.wiring import Services
 Kind = Literal["orders", "events", "stores"]
 Progress = Callable[[int], None]
 T = TypeVar("T")
-R = TypeVar("R")
 
 #: Rows per transaction: large enough that per-batch queries amortise, small enough that a
 #: crash loses little work and memory stays flat.
@@ -152,28 +158,36 @@ def import_file(
     actor: str = "import",
     progress: Progress | None = None,
     batch_size: int = BATCH_SIZE,
+    background_parse: bool | None = None,
 ) -> ImportSummary:
-    """Import ``path`` as ``kind``; raise ``ValidationFailed`` (nothing written) if the file is unusable."""
+    """Import ``path`` as ``kind``; raise ``ValidationFailed`` (nothing written) if the file is unusable.
+
+    ``background_parse`` parses in a worker process while this one stores (default: for big
+    files on a machine with a spare core); the result is the same either way.
+    """
     chosen = check_file(path, kind, profile)
     summary = ImportSummary(path=path, kind=kind)
     rejects = RejectWriter(reject_path or default_reject_path(path))
-    analysed_at = 0
     try:
-        for batch in _batches(read_rows(path), batch_size):
-            if summary.imported >= max(2 * analysed_at, batch_size):
-                # the tables have doubled since the planner last looked: let it look again
-                refresh_statistics(services.engine, ANALYSED_TABLES)
-                analysed_at = summary.imported
-            summary.rows += len(batch)
-            if kind == "orders":
-                _order_batch(services, batch, chosen, summary, rejects, actor)
-            elif kind == "events":
-                _event_batch(services, batch, summary, rejects, actor)
-            else:
+        if kind == "stores":
+            for batch in _batches(read_rows(path), batch_size):
+                summary.rows += len(batch)
                 _store_batch(services, batch, summary, rejects)
-            rejects.flush()
-            if progress:
-                progress(len(batch))
+                rejects.flush()
+                if progress:
+                    progress(len(batch))
+        else:
+            job = ParseJob(
+                path=path,
+                kind=kind,
+                profile=profile,
+                naive_zone=services.settings.time_zone if kind == "orders" and chosen.local_times else None,
+                batch_size=batch_size,
+            )
+            if background_parse is None:
+                background_parse = should_parse_in_background(path)
+            batches = parsed_batches_in_background(job) if background_parse else parsed_batches(job)
+            _record_batches(services, kind, batches, summary, rejects, actor, progress)
     finally:
         rejects.close()
     if summary.rejected:
@@ -191,62 +205,49 @@ class _Outcome(Protocol):
     def rejection(self) -> str | None: ...
 
 
-def _record_batch(
-    services: Services,
-    batch: list[RawRow],
-    parse: Callable[[dict[str, Any]], R],
-    store: Callable[[Session, list[R]], Sequence[_Outcome]],
-    summary: ImportSummary,
-    rejects: RejectWriter,
-) -> None:
-    """Parse each row (a bad one is rejected with its reason), then store the rest in one transaction."""
-    parsed: list[tuple[RawRow, R]] = []
-    for row in batch:
-        try:
-            if row.unreadable:
-                raise RecordRejected(row.unreadable)
-            parsed.append((row, parse(row.values)))
-        except RecordRejected as error:
-            summary.reject(str(error))
-            rejects.write(row.line, str(error), row.values)
-    if not parsed:
-        return
+def _store(
+    services: Services, kind: RecordKind, records: list[OrderIn | EventIn | None], actor: str
+) -> Sequence[_Outcome]:
+    """Store one batch of valid records in one transaction, through the services the API uses."""
     with unit_of_work(services.sessions) as session:
-        outcomes = store(session, [record for _, record in parsed])
-    for (row, _), outcome in zip(parsed, outcomes, strict=True):
-        _count(summary, rejects, row, outcome.created, outcome.rejection)
+        if kind == "orders":
+            orders = [cast(OrderIn, record) for record in records]
+            return services.ingest.ingest_orders(session, orders, actor=actor)
+        events = [cast(EventIn, record) for record in records]
+        return services.ingest.ingest_events(session, events, actor=actor)
 
 
-def _order_batch(
+def _record_batches(
     services: Services,
-    batch: list[RawRow],
-    profile: Profile,
+    kind: RecordKind,
+    batches: Iterator[list[ParsedRow]],
     summary: ImportSummary,
     rejects: RejectWriter,
     actor: str,
+    progress: Progress | None,
 ) -> None:
-    naive_zone = services.settings.time_zone if profile.local_times else None
-    _record_batch(
-        services,
-        batch,
-        lambda values: parse_order(profile.to_canonical(values), naive_zone=naive_zone),
-        lambda session, orders: services.ingest.ingest_orders(session, orders, actor=actor),
-        summary,
-        rejects,
-    )
-
-
-def _event_batch(
-    services: Services, batch: list[RawRow], summary: ImportSummary, rejects: RejectWriter, actor: str
-) -> None:
-    _record_batch(
-        services,
-        batch,
-        parse_event,
-        lambda session, events: services.ingest.ingest_events(session, events, actor=actor),
-        summary,
-        rejects,
-    )
+    """Store each parsed batch in one transaction; a row rejected by parsing is reported, not stored."""
+    analysed_at = 0
+    for batch in batches:
+        if summary.imported >= max(2 * analysed_at, len(batch)):
+            # the tables have doubled since the planner last looked: let it look again
+            refresh_statistics(services.engine, ANALYSED_TABLES)
+            analysed_at = summary.imported
+        summary.rows += len(batch)
+        valid: list[ParsedRow] = []
+        for parsed in batch:
+            if parsed.rejection is not None:
+                summary.reject(parsed.rejection)
+                rejects.write(parsed.row.line, parsed.rejection, parsed.row.values)
+            else:
+                valid.append(parsed)
+        if valid:
+            outcomes = _store(services, kind, [parsed.record for parsed in valid], actor)
+            for stored, outcome in zip(valid, outcomes, strict=True):
+                _count(summary, rejects, stored.row, outcome.created, outcome.rejection)
+        rejects.flush()
+        if progress:
+            progress(len(batch))
 
 
 def _count(

@@ -9,22 +9,24 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from memberops.kit.errors import ValidationFailed
+from memberops.kit.pickling import Reduced, reduce_tuple
 
 _PARQUET_BATCH = 8192
 
 
-@dataclass(frozen=True)
-class RawRow:
+class RawRow(NamedTuple):
     """One row as read: its line number and its columns, or why it could not be read at all."""
 
     line: int
     values: dict[str, Any]
     unreadable: str | None = None
+
+    def __reduce__(self) -> Reduced:
+        return reduce_tuple(self)
 
 
 def file_format(path: Path) -> str:

@@ -10,14 +10,14 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from memberops.identity.identifiers import IdentifierKey, IdentifierKind, InvalidIdentifier, normalize
 from memberops.kit.clock import InvalidTimestamp, parse_instant
 from memberops.kit.errors import ValidationFailed
 from memberops.kit.money import InvalidAmount, yuan_to_fen
+from memberops.kit.pickling import Reduced, reduce_tuple
 
 #: The event types the canonical format knows, in a fixed order (the demo indexes them).
 EVENT_TYPES: tuple[str, ...] = (
@@ -43,14 +43,17 @@ _MAX_QUANTITY = 1_000_000
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+# The records are named tuples rather than dataclasses: a bulk import hands them from the parsing
+# process to the storing one by the hundred thousand, and a tuple unpickles several times faster.
+
+
 class RecordRejected(ValidationFailed, ValueError):
     """A record that breaks the documented format; the message is the reason shown to the user."""
 
     code = "invalid_record"
 
 
-@dataclass(frozen=True)
-class OrderLineIn:
+class OrderLineIn(NamedTuple):
     """One order line: ``amount_fen`` is the line total."""
 
     sku: str
@@ -58,9 +61,11 @@ class OrderLineIn:
     quantity: int
     amount_fen: int
 
+    def __reduce__(self) -> Reduced:
+        return reduce_tuple(self)
 
-@dataclass(frozen=True)
-class RefundIn:
+
+class RefundIn(NamedTuple):
     """A refund of ``amount_fen`` on the order ``(source, order_external_id)``."""
 
     source: str
@@ -70,9 +75,11 @@ class RefundIn:
     amount_fen: int
     reason: str | None = None
 
+    def __reduce__(self) -> Reduced:
+        return reduce_tuple(self)
 
-@dataclass(frozen=True)
-class OrderIn:
+
+class OrderIn(NamedTuple):
     """A validated order; ``refund`` is set when the input says it was (partly) refunded."""
 
     source: str
@@ -85,9 +92,11 @@ class OrderIn:
     share_id: str | None
     refund: RefundIn | None
 
+    def __reduce__(self) -> Reduced:
+        return reduce_tuple(self)
 
-@dataclass(frozen=True)
-class EventIn:
+
+class EventIn(NamedTuple):
     """A validated behaviour event; ``dedup_key`` makes replays harmless."""
 
     kind: str
@@ -102,6 +111,9 @@ class EventIn:
     def share_id(self) -> str | None:
         value = self.attributes.get("share_id")
         return str(value) if value is not None else None
+
+    def __reduce__(self) -> Reduced:
+        return reduce_tuple(self)
 
 
 def _text(raw: Mapping[str, Any], name: str) -> str | None:
