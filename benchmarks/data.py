@@ -1,13 +1,12 @@
-"""Deterministic benchmark data: a canonical orders CSV, and the very same rows for the raw baseline.
+"""Deterministic benchmark data: a canonical orders CSV and what it holds.
 
 The CSV is what a brand would hand to ``memberops import orders``: N orders from about N/8 persons,
 phones written four different ways, WeChat openids/unionids on mini-program orders, marketplace
 buyer ids, guest orders, 1–3 items a order whose amounts add up to the order amount, a few whole
 refunds, and one row in a thousand with a malformed phone (so the reject path is exercised too).
 
-The raw baseline must insert *the same rows* without re-parsing the CSV, so the generator also
-writes them as Parquet (orders, lines) with a ``valid`` flag: the rows our importer rejects are
-exactly the ones flagged invalid. Everything is vectorised with numpy and pyarrow, so a million
+The meta file says how many orders, lines and refunds are valid, so a benchmark can check that
+an import stored exactly them. Everything is vectorised with numpy and pyarrow, so a million
 orders take seconds, and it is seeded, so two runs (and two machines) measure the same file.
 """
 
@@ -23,7 +22,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 DATA_DIR = Path(__file__).resolve().parent / ".data"
 #: Bump when the generator changes, so a stale cached file is never reused.
@@ -52,28 +50,21 @@ class OrderData:
 
     orders: int
     csv_path: Path
-    raw_orders_path: Path
-    raw_lines_path: Path
     meta: dict[str, Any]
 
 
-def _paths(n: int, directory: Path) -> tuple[Path, Path, Path, Path]:
+def _paths(n: int, directory: Path) -> tuple[Path, Path]:
     stem = directory / f"orders-{n}-v{GENERATOR_VERSION}"
-    return (
-        stem.with_suffix(".csv"),
-        Path(f"{stem}.raw-orders.parquet"),
-        Path(f"{stem}.raw-lines.parquet"),
-        Path(f"{stem}.meta.json"),
-    )
+    return stem.with_suffix(".csv"), Path(f"{stem}.meta.json")
 
 
 def ensure_orders(n: int, directory: Path = DATA_DIR) -> OrderData:
     """Return the data set of ``n`` orders, generating it only if it is not there yet."""
-    csv_path, orders_path, lines_path, meta_path = _paths(n, directory)
-    if not all(path.exists() for path in (csv_path, orders_path, lines_path, meta_path)):
+    csv_path, meta_path = _paths(n, directory)
+    if not (csv_path.exists() and meta_path.exists()):
         generate_orders(n, directory)
     meta = json.loads(meta_path.read_text())
-    return OrderData(n, csv_path, orders_path, lines_path, meta)
+    return OrderData(n, csv_path, meta)
 
 
 def _s(values: np.ndarray[Any, Any] | pa.Array) -> pa.Array:
@@ -118,9 +109,9 @@ def phones(person: np.ndarray[Any, Any], style: np.ndarray[Any, Any]) -> pa.Arra
 
 
 def generate_orders(n: int, directory: Path = DATA_DIR) -> OrderData:
-    """Write the CSV, the raw Parquet twins and the meta file for ``n`` orders; return them."""
+    """Write the CSV and the meta file for ``n`` orders; return them."""
     directory.mkdir(parents=True, exist_ok=True)
-    csv_path, orders_path, lines_path, meta_path = _paths(n, directory)
+    csv_path, meta_path = _paths(n, directory)
     rng = np.random.default_rng(SEED)
     persons = max(n // ORDERS_PER_PERSON, 1)
 
@@ -206,34 +197,6 @@ def generate_orders(n: int, directory: Path = DATA_DIR) -> OrderData:
     )
     pacsv.write_csv(table, csv_path, pacsv.WriteOptions(quoting_style="needed"))
 
-    pq.write_table(
-        pa.table(
-            {
-                "source": source_text,
-                "external_id": external_id,
-                "paid_at": pa.array(paid_epoch * 1_000_000, pa.timestamp("us", tz="UTC")),
-                "amount_fen": pa.array(amount_fen),
-                "refunded": pa.array(refunded),
-                "valid": pa.array(~invalid),
-            }
-        ),
-        orders_path,
-    )
-    order_index, line_slot = np.nonzero(present)
-    category_of = np.array(CATEGORIES)
-    pq.write_table(
-        pa.table(
-            {
-                "order_index": pa.array(order_index),
-                "line_no": pa.array(line_slot + 1),
-                "sku": _cat("SKU", _pad(line_sku[order_index, line_slot], 4)),
-                "category": pa.array(category_of[line_sku[order_index, line_slot] % len(CATEGORIES)]),
-                "quantity": pa.array(line_qty[order_index, line_slot]),
-                "amount_fen": pa.array(line_fen[order_index, line_slot]),
-            }
-        ),
-        lines_path,
-    )
     valid = ~invalid
     meta = {
         "generator_version": GENERATOR_VERSION,
@@ -250,53 +213,4 @@ def generate_orders(n: int, directory: Path = DATA_DIR) -> OrderData:
         "csv_bytes": csv_path.stat().st_size,
     }
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    return OrderData(n, csv_path, orders_path, lines_path, meta)
-
-
-@dataclass(frozen=True)
-class RawRows:
-    """The rows our importer stores for the valid orders, as plain tuples, with explicit order ids."""
-
-    orders: list[tuple[int, str, str, datetime, int]]  # id, source, external_id, paid_at, amount_fen
-    lines: list[tuple[int, int, str, str, int, int]]  # order id, line_no, sku, category, qty, fen
-    refunds: list[tuple[int, str, str, datetime, int]]  # order id, source, external_id, at, fen
-    order_end: list[int]  # for each order, the index just past its lines in ``lines``
-
-
-def load_raw_rows(data: OrderData) -> RawRows:
-    """Read the Parquet twins into tuples (ids 1..valid, in file order, as our importer assigns)."""
-    orders = pq.read_table(data.raw_orders_path)
-    lines = pq.read_table(data.raw_lines_path)
-    valid = orders.column("valid").to_numpy()
-    new_id = np.cumsum(valid)  # 1-based id of each valid order
-    keep = valid[lines.column("order_index").to_numpy()]
-    lines = lines.filter(pa.array(keep))
-    line_order = new_id[lines.column("order_index").to_numpy()]
-    orders = orders.filter(pa.array(valid))
-    ids = list(range(1, orders.num_rows + 1))
-    sources = orders.column("source").to_pylist()
-    external = orders.column("external_id").to_pylist()
-    paid = orders.column("paid_at").to_pylist()
-    fen = orders.column("amount_fen").to_pylist()
-    refunded = orders.column("refunded").to_pylist()
-    order_rows = list(zip(ids, sources, external, paid, fen, strict=True))
-    refund_rows = [
-        (order_id, source, f"{external_id}#refund", paid_at, amount)
-        for order_id, source, external_id, paid_at, amount, flag in zip(
-            ids, sources, external, paid, fen, refunded, strict=True
-        )
-        if flag
-    ]
-    line_rows = list(
-        zip(
-            line_order.tolist(),
-            lines.column("line_no").to_pylist(),
-            lines.column("sku").to_pylist(),
-            lines.column("category").to_pylist(),
-            lines.column("quantity").to_pylist(),
-            lines.column("amount_fen").to_pylist(),
-            strict=True,
-        )
-    )
-    order_end = np.searchsorted(line_order, np.arange(1, orders.num_rows + 1), side="right").tolist()
-    return RawRows(order_rows, line_rows, refund_rows, order_end)
+    return OrderData(n, csv_path, meta)
