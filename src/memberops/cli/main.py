@@ -9,6 +9,7 @@ from memberops.cli.demo import demo, identity_accuracy
 from memberops.cli.imports import import_app
 from memberops.cli.persons import identity_app, person_app
 from memberops.cli.server import serve
+from memberops.cli.webhooks import webhook_app
 
 app = typer.Typer(
     help="memberops: private-domain member operations (私域会员运营): OneID, loyalty, insight, journeys.",
@@ -21,6 +22,7 @@ app.add_typer(channel_app, name="channel")
 app.add_typer(person_app, name="person")
 app.add_typer(identity_app, name="identity")
 app.add_typer(import_app, name="import")
+app.add_typer(webhook_app, name="webhook")
 app.command("demo")(demo)
 app.command("serve")(serve)
 identity_app.command("accuracy")(identity_accuracy)

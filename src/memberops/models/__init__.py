@@ -6,6 +6,7 @@ from memberops.models.commerce import Order, OrderLine, Refund
 from memberops.models.engagement import Consent, Event
 from memberops.models.identity import Identifier, IdentityMerge, IdentitySeparation, Person
 from memberops.models.membership import Membership
+from memberops.models.outbox import OutboxEvent, WebhookDelivery, WebhookSubscription
 from memberops.models.reference import Channel, Store
 
 __all__ = [
@@ -21,8 +22,11 @@ __all__ = [
     "Membership",
     "Order",
     "OrderLine",
+    "OutboxEvent",
     "Person",
     "Refund",
     "Store",
+    "WebhookDelivery",
+    "WebhookSubscription",
     "table_of",
 ]
