@@ -1,0 +1,1 @@
+"""Loyalty engine: the programme document and the pure rules of growth, tiers and points."""
