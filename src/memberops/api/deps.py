@@ -8,16 +8,17 @@ synchronous and FastAPI runs such endpoints in its thread pool.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from memberops.access.rules import Permission, may
-from memberops.access.service import Caller, authenticate
+from memberops.access.service import Caller, authenticate, trusted_caller
 from memberops.kit.db import unit_of_work
 from memberops.kit.errors import Forbidden
 from memberops.wiring import Services
@@ -30,7 +31,7 @@ bearer = HTTPBearer(
 )
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     """Return the services the app was created with."""
     return cast(Services, request.app.state.services)
 
@@ -52,19 +53,32 @@ def reading(services: Services) -> Iterator[Session]:
         yield session
 
 
-def current_caller(
+def _authenticate(services: Services, presented: str | None) -> Caller:
+    with reading(services) as session:
+        return authenticate(session, presented)
+
+
+async def current_caller(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
-    """Return who is calling, or raise ``Unauthenticated`` (401) for a missing or revoked key."""
-    with reading(services) as session:
-        return authenticate(session, credentials.credentials if credentials else None)
+    """Return who is calling, or raise ``Unauthenticated`` (401) for a missing or revoked key.
+
+    Async on purpose: FastAPI runs every plain ``def`` dependency in its thread pool, a hand-off
+    that costs more than the check itself when the key was trusted moments ago. Only a key not
+    checked recently goes to the database, in the thread pool.
+    """
+    presented = credentials.credentials if credentials else None
+    trusted = trusted_caller(str(services.engine.url), presented)
+    if trusted is not None:
+        return trusted
+    return await run_in_threadpool(_authenticate, services, presented)
 
 
-def require(permission: Permission) -> Callable[[Caller], Caller]:
+def require(permission: Permission) -> Callable[[Caller], Awaitable[Caller]]:
     """Return a dependency that admits callers whose role holds ``permission`` (else 403)."""
 
-    def dependency(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
+    async def dependency(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
         if not may(caller.role, permission):
             raise Forbidden(
                 f"role {caller.role.value!r} may not {permission.value.replace('_', ' ')}",

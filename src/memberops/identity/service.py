@@ -108,7 +108,7 @@ class IdentityService:
         """
         keys = sorted({key for _, record in records for key in record})
         digest_of = {key: self.digest(key) for key in keys}
-        existing = repository.identifiers_by_digest(session, list(digest_of.values()))
+        existing, slots = repository.identifiers_and_slots(session, list(digest_of.values()))
         identifier_id: dict[IdentifierKey, int] = {}
         owner: dict[IdentifierKey, PersonRef] = {}
         for key, digest in digest_of.items():
@@ -117,7 +117,7 @@ class IdentityService:
         reached = sorted(set(owner.values()))
         state = _BatchState(
             owner=owner,
-            slots=repository.slots_held(session, reached),
+            slots=slots,
             separations=repository.separations_among(session, reached),
         )
         planned = [self._plan(state, source, record) for source, record in records]

@@ -19,7 +19,7 @@ from memberops.identity.repository import chunks
 from memberops.identity.service import Attribution, IdentityService
 from memberops.ingest.records import EventIn, OrderIn, RefundIn
 from memberops.kit.clock import utc_now
-from memberops.kit.db import insert_rows, insert_with_ids, lock_keys
+from memberops.kit.db import insert_rows, insert_with_ids, lock_keys, one_of
 from memberops.kit.errors import Conflict, NotFound, ValidationFailed
 from memberops.models import Channel, Consent, Event, Membership, Order, OrderLine, Refund, Store, table_of
 
@@ -156,11 +156,13 @@ class IngestService:
         by_source: dict[str, list[str]] = {}
         for source, external_id in keys:
             by_source.setdefault(source, []).append(external_id)
+        orders = table_of(Order)
+        connection = session.connection()  # Core: this runs for every order, the ORM adds nothing
         for source, external_ids in by_source.items():
             for part in chunks(external_ids):
-                rows = session.execute(
-                    select(Order.external_id, Order.id, Order.person_id).where(
-                        Order.source == source, Order.external_id.in_(part)
+                rows = connection.execute(
+                    select(orders.c.external_id, orders.c.id, orders.c.person_id).where(
+                        orders.c.source == source, one_of(orders.c.external_id, part)
                     )
                 )
                 for external_id, order_id, person_id in rows:
@@ -254,7 +256,7 @@ class IngestService:
         existing: dict[str, tuple[int, int]] = {}
         for part in chunks(sorted({event.dedup_key for event in events})):
             for key, event_id, person_id in session.execute(
-                select(Event.dedup_key, Event.id, Event.person_id).where(Event.dedup_key.in_(part))
+                select(Event.dedup_key, Event.id, Event.person_id).where(one_of(Event.dedup_key, part))
             ):
                 existing[key] = (event_id, person_id)
         channels = self._known_channels(session, {event.field for event in events})
