@@ -33,6 +33,7 @@ from memberops.ingest.service import DUPLICATE_IN_BATCH
 from memberops.kit.clock import utc_now
 from memberops.kit.db import refresh_statistics, unit_of_work
 from memberops.kit.errors import ValidationFailed
+from memberops.kit.memory import collect_between_batches
 from memberops.models import Store
 from memberops.wiring import Services
 
@@ -227,6 +228,20 @@ def _record_batches(
     progress: Progress | None,
 ) -> None:
     """Store each parsed batch in one transaction; a row rejected by parsing is reported, not stored."""
+    with collect_between_batches() as after_batch:
+        _store_batches(services, kind, batches, summary, rejects, actor, progress, after_batch)
+
+
+def _store_batches(
+    services: Services,
+    kind: RecordKind,
+    batches: Iterator[list[ParsedRow]],
+    summary: ImportSummary,
+    rejects: RejectWriter,
+    actor: str,
+    progress: Progress | None,
+    after_batch: Callable[[], None],
+) -> None:
     analysed_at = 0
     for batch in batches:
         if summary.imported >= max(2 * analysed_at, len(batch)):
@@ -246,6 +261,7 @@ def _record_batches(
             for stored, outcome in zip(valid, outcomes, strict=True):
                 _count(summary, rejects, stored.row, outcome.created, outcome.rejection)
         rejects.flush()
+        after_batch()
         if progress:
             progress(len(batch))
 

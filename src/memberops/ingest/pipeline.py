@@ -10,6 +10,7 @@ same rejections in the same order; only where the work runs differs.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import queue as queue_module
@@ -128,6 +129,22 @@ def _produce(job: ParseJob, channel: Any) -> None:
     _put(channel, _Done())
 
 
+def _receive(channel: Any) -> Any:
+    """Take the next item, unpickling it with the cyclic garbage collector paused.
+
+    A batch is tens of thousands of new objects, none of them garbage; with the collector on,
+    their allocation sets off collections that walk the whole heap of a long import, which cost
+    several times the unpickling itself.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return channel.get(timeout=_POLL_S)
+    finally:
+        if collecting:
+            gc.enable()
+
+
 def parsed_batches_in_background(job: ParseJob) -> Iterator[list[ParsedRow]]:
     """Like ``parsed_batches``, with the reading and parsing done by a worker process.
 
@@ -144,12 +161,12 @@ def parsed_batches_in_background(job: ParseJob) -> Iterator[list[ParsedRow]]:
     try:
         while True:
             try:
-                item = channel.get(timeout=_POLL_S)
+                item = _receive(channel)
             except queue_module.Empty:
                 if worker.is_alive():
                     continue
                 try:  # it may have handed over its last batch just before it exited
-                    item = channel.get(timeout=_POLL_S)
+                    item = _receive(channel)
                 except queue_module.Empty:
                     raise RuntimeError(f"the process parsing {job.path.name} stopped unexpectedly") from None
             if isinstance(item, _Done):
