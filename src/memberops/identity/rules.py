@@ -91,6 +91,12 @@ def plan_record(
             links.setdefault(owner, []).append(key)
     if not links:
         return RecordPlan(person=None, merges=(), attach=tuple(dict.fromkeys(keys)), conflicts=())
+    if len(links) == 1:
+        # The common case (a returning customer): one person, nothing to merge. What the general
+        # path below would conclude, without its sorting and slot arithmetic.
+        (person,) = links
+        attach = tuple(dict.fromkeys(key for key in keys if key not in owner_of))
+        return RecordPlan(person=person, merges=(), attach=attach, conflicts=())
 
     merging = [p for p, linked in links.items() if any(k.kind in policy.merge_kinds for k in linked)]
     strong = sorted(merging, key=survivor_order)
@@ -147,7 +153,11 @@ def _linking_kind(linked: Sequence[IdentifierKey], policy: MergePolicy) -> str:
     return str((merging or [key.kind for key in linked])[0])
 
 
+_ATTRIBUTION_RANK = {kind: index for index, kind in enumerate(ATTRIBUTION_ORDER)}
+
+
 def attribution_key(keys: Sequence[IdentifierKey]) -> IdentifierKey:
     """Return the identifier a record is attributed by: the strongest kind it carries."""
-    rank = {kind: index for index, kind in enumerate(ATTRIBUTION_ORDER)}
-    return min(keys, key=lambda key: (rank[key.kind], key))
+    if len(keys) == 1:
+        return keys[0]
+    return min(keys, key=lambda key: (_ATTRIBUTION_RANK[key.kind], key))
