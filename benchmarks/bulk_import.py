@@ -20,16 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, insert, select
+from sqlalchemy import func, select
 
 from benchmarks.data import OrderData
 from benchmarks.databases import (
@@ -39,43 +37,25 @@ from benchmarks.databases import (
     drop_database,
     fresh_database,
 )
+from benchmarks.raw_copy import copy_rows, cpu_s, status_mb
 from benchmarks.report import fmt_int, stamp
 from memberops.ingest.bulk import BATCH_SIZE, import_file
 from memberops.kit.db import make_engine
 from memberops.kit.settings import Settings
-from memberops.models import Base, Identifier, IdentityMerge, Order, OrderLine, Person, Refund
+from memberops.models import Identifier, IdentityMerge, Order, OrderLine, Person, Refund
 from memberops.wiring import build_services
 
 PROGRESS_EVERY = 100_000
 
 
-def _status_mb(field_name: str) -> float:
-    """A memory figure of this process from ``/proc/self/status`` (``VmHWM``: peak, ``VmRSS``: now), MiB.
-
-    ``ru_maxrss`` would be wrong here: Linux carries it over from the parent at fork, so a child
-    forked by a parent that once held the generated data would report the parent's peak.
-    """
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field_name}:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _cpu_s() -> float:
-    """CPU seconds (user + system) this process has used: the client side of the work, which a busy
-    machine stretches less than the wall-clock time."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _peak_rss_mb() -> float:
     """This process's peak resident set so far, in MiB."""
-    return _status_mb("VmHWM")
+    return status_mb("VmHWM")
 
 
 def _rss_mb() -> float:
     """This process's resident set now, in MiB."""
-    return _status_mb("VmRSS")
+    return status_mb("VmRSS")
 
 
 def _counts(url: str) -> dict[str, int]:
@@ -121,11 +101,11 @@ def child_ours(url: str, csv_path: Path, reject_path: Path) -> dict[str, Any]:
             print(f"    ours: {done:>9,} rows, {rate:,.0f} rows/s", file=sys.stderr, flush=True)
 
     rss_before = _rss_mb()
-    cpu = _cpu_s()
+    cpu = cpu_s()
     started = time.perf_counter()
     summary = import_file(services, csv_path, "orders", reject_path=reject_path, progress=progress)
     seconds = time.perf_counter() - started
-    cpu = _cpu_s() - cpu
+    cpu = cpu_s() - cpu
     peak = _peak_rss_mb()
     engine.dispose()
     return {
@@ -138,24 +118,8 @@ def child_ours(url: str, csv_path: Path, reject_path: Path) -> dict[str, Any]:
     }
 
 
-#: The tables an import writes, in an order that inserts every referenced row before its referrers.
-RAW_TABLES = ("persons", "identifiers", "identity_merges", "orders", "order_lines", "refunds")
-
-
-def _stored_rows(source: Connection, table: Table, chunk: int) -> Iterator[list[dict[str, Any]]]:
-    """Yield what ``table`` holds in ``source``, in id order, ``chunk`` rows at a time.
-
-    Persons merged into another come after every live person, so the survivor a merged row
-    points at (always a live person: merges re-point chains) is already there.
-    """
-    order: list[Any] = [table.c.id]
-    if table.name == "persons":
-        order = [table.c.merged_into_id.is_not(None), table.c.id]
-    result = source.execution_options(stream_results=True, yield_per=chunk).execute(
-        select(table).order_by(*order)
-    )
-    for part in result.mappings().partitions(chunk):
-        yield [dict(row) for row in part]
+#: The tables an import writes: raw times inserting exactly these.
+IMPORT_TABLES = ("persons", "identifiers", "identity_merges", "orders", "order_lines", "refunds")
 
 
 def child_raw(url: str, source_url: str) -> dict[str, Any]:
@@ -165,40 +129,9 @@ def child_raw(url: str, source_url: str) -> dict[str, Any]:
     and store ids ours gave them (so every index gets the same keys), and the persons, identifiers
     and merges OneID created. Each chunk of rows is one transaction; only the inserts are timed.
     """
-    engine = make_engine(url)
-    source_engine = make_engine(source_url)
-    tables = Base.metadata.tables
-    seconds = 0.0
-    cpu = 0.0
     rss_before = _rss_mb()
-    inserted: dict[str, int] = {}
-    with source_engine.connect() as source:
-        for name in RAW_TABLES:
-            # an order has two lines on average: keep a chunk about one import batch of work
-            chunk = BATCH_SIZE * 2 if name == "order_lines" else BATCH_SIZE
-            for rows in _stored_rows(source, tables[name], chunk):
-                clock, cpu_clock = time.perf_counter(), _cpu_s()
-                with engine.begin() as connection:
-                    connection.execute(insert(tables[name]), rows)
-                seconds += time.perf_counter() - clock
-                cpu += _cpu_s() - cpu_clock
-                inserted[name] = inserted.get(name, 0) + len(rows)
-            print(
-                f"    raw:  {inserted.get(name, 0):>9,} {name}, {seconds:,.1f} s so far",
-                file=sys.stderr,
-                flush=True,
-            )
-    peak = _peak_rss_mb()
-    engine.dispose()
-    source_engine.dispose()
-    return {
-        "seconds": seconds,
-        "cpu_s": cpu,
-        "peak_rss_mb": peak,
-        "rss_before_mb": rss_before,
-        "inserted": inserted,
-        "counts": _counts(url),
-    }
+    copied = copy_rows(url, source_url, IMPORT_TABLES)
+    return {**copied, "peak_rss_mb": _peak_rss_mb(), "rss_before_mb": rss_before, "counts": _counts(url)}
 
 
 # ---------------------------------------------------------------------- parent

@@ -214,3 +214,36 @@ def generate_orders(n: int, directory: Path = DATA_DIR) -> OrderData:
     }
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     return OrderData(n, csv_path, meta)
+
+
+#: Members register before the first order (2024-12-20, Shanghai time), in the mini program.
+REGISTERED_AT = "2024-12-20T10:00:00+08:00"
+MEMBER_SHARE = 0.70
+
+
+def ensure_members(n: int, directory: Path = DATA_DIR) -> Path:
+    """Return the register events of the persons behind the ``n``-order file (made if missing).
+
+    About 70 % of the persons who have a phone register with it before their first order, so
+    their orders (those that carry the phone, or an identifier OneID links to it) earn points
+    once a programme is applied; the rest stay non-members, as in a real chain.
+    """
+    path = directory / f"members-{n}-v{GENERATOR_VERSION}.csv"
+    if path.exists():
+        return path
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(SEED)  # the same draws as generate_orders, in the same order
+    persons = max(n // ORDERS_PER_PERSON, 1)
+    has_phone = rng.random(persons) < 0.85
+    joins = np.flatnonzero(has_phone & (np.random.default_rng(SEED + 1).random(persons) < MEMBER_SHARE))
+    table = pa.table(
+        {
+            "type": pa.array(np.full(joins.size, "register")),
+            "occurred_at": pa.array(np.full(joins.size, REGISTERED_AT)),
+            "field": pa.array(np.full(joins.size, "mini_program")),
+            "external_id": _cat("REG", _pad(joins, 9)),
+            "phone": phones(joins, np.zeros(joins.size, dtype=np.int64)),
+        }
+    )
+    pacsv.write_csv(table, path, pacsv.WriteOptions(quoting_style="needed"))
+    return path

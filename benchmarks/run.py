@@ -13,7 +13,7 @@ import shlex
 import sys
 import time
 
-from benchmarks import api_load, bulk_import
+from benchmarks import api_load, bulk_import, loyalty_replay
 from benchmarks.data import DATA_DIR, ensure_orders
 from benchmarks.databases import postgres_settings
 from benchmarks.report import DOC, machine_line, write_sections
@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     """Parse the options, run what they ask for, write the figures."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--orders", type=int, default=1_000_000, help="orders in the import file")
-    parser.add_argument("--only", choices=("import", "api"), help="run one benchmark (default: both)")
+    parser.add_argument(
+        "--only", choices=("import", "loyalty", "api"), help="run one benchmark (default: all)"
+    )
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--duration", type=float, default=20, help="measured seconds per API run")
     parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds per API run")
@@ -63,6 +65,21 @@ def main(argv: list[str] | None = None) -> None:
                 f"import {backend}: ours {comparison.ours_rows_per_s:,.0f} rows/s, raw "
                 f"{comparison.raw_rows_per_s:,.0f} rows/s, ratio {comparison.ratio:.3f}, peak "
                 f"{comparison.ours['peak_rss_mb']:,.0f} MiB",
+                file=sys.stderr,
+            )
+
+    if args.only in (None, "loyalty"):
+        data = ensure_orders(args.orders)
+        for backend in backends:
+            machine = machine_line()
+            replay = loyalty_replay.compare(backend, data, DATA_DIR / "run")
+            key, body = loyalty_replay.render(
+                replay, command, machine, server if backend == "postgres" else None
+            )
+            write_sections({key: body})
+            print(
+                f"loyalty {backend}: ours {replay.ours['seconds']:,.1f} s, raw {replay.raw['seconds']:,.1f}"
+                f" s for {replay.ledger_rows:,} ledger rows, ratio {replay.ratio:.3f}",
                 file=sys.stderr,
             )
 
