@@ -288,6 +288,24 @@ def run_import(
     finally:
         engine.dispose()
     assert process.returncode == -signal.SIGKILL, "the import finished before it could be killed"
+    # a worker parsing for the killed import notices and stops (within its polling interval)
+    deadline = time.monotonic() + 15
+    while importing(path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not importing(path), "a process parsing the killed import's file is still running"
+
+
+def importing(path: Path) -> list[int]:
+    """The processes whose command line names ``path`` (an import of it, or its parsing worker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if str(path).encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:  # it ended while we looked
+                continue
+    return found
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

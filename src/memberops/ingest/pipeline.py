@@ -118,15 +118,23 @@ def _put(channel: Any, item: object) -> bool:
 
 
 def _produce(job: ParseJob, channel: Any) -> None:
-    """The worker process: parse the file and pass the batches on, then say it is done."""
+    """The worker process: parse the file and pass the batches on, then say it is done.
+
+    If the importer goes away (killed), the worker stops too, and it does not wait to flush what
+    nobody will read: a process that has put data on a queue otherwise waits at exit until the
+    data is read, which would be forever.
+    """
     try:
         for batch in parsed_batches(job):
             if not _put(channel, batch):
+                channel.cancel_join_thread()
                 return
     except Exception as error:  # handed to the importing process, which raises it there
-        _put(channel, _Failed(error))
+        if not _put(channel, _Failed(error)):
+            channel.cancel_join_thread()
         return
-    _put(channel, _Done())
+    if not _put(channel, _Done()):
+        channel.cancel_join_thread()
 
 
 def _receive(channel: Any) -> Any:
