@@ -13,6 +13,8 @@ from memberops.ingest.service import IngestService
 from memberops.kit.crypto import IdentifierVault, get_vault
 from memberops.kit.db import get_engine, read_only, session_factory
 from memberops.kit.settings import Settings, get_settings
+from memberops.loyalty.ingest_hook import LoyaltyIngestService
+from memberops.loyalty.service import LoyaltyService
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class Services:
     vault: IdentifierVault
     identity: IdentityService
     ingest: IngestService
+    loyalty: LoyaltyService
 
 
 def build_services(
@@ -41,6 +44,7 @@ def build_services(
         merge_compatible=settings.merge_compatible_persons,
     )
     identity = IdentityService(vault, policy)
+    loyalty = LoyaltyService(settings.time_zone)
     return Services(
         settings=settings,
         engine=engine,
@@ -48,5 +52,6 @@ def build_services(
         read_sessions=session_factory(read_only(engine)),
         vault=vault,
         identity=identity,
-        ingest=IngestService(identity),
+        ingest=LoyaltyIngestService(identity, loyalty),
+        loyalty=loyalty,
     )

@@ -22,6 +22,10 @@ INGEST = ("POST", "/orders", order())
 READ_PERSONS = ("GET", "/persons/1", None)
 MANAGE_IDENTITY = ("POST", "/identity/merges/1/undo", {"reason": "test"})
 MANAGE_KEYS = ("GET", "/api-keys", None)
+MANAGE_PROGRAMME = ("PUT", "/programme", {"version": "x"})
+MANAGE_POINTS = ("POST", "/members/1/points/adjustments", {"points": 1, "reason": "test"})
+MANAGE_OFFERS = ("POST", "/coupons/%23999/void", {"reason": "test"})
+CHECKOUT = ("POST", "/checkout/999/cancel", {"reason": "test"})
 
 
 def call(api: Api, request: tuple[str, str, Any], role: Role | None, **headers: str) -> Any:
@@ -59,12 +63,21 @@ def test_health_needs_no_key(api: Api) -> None:
 
 
 GRANTED = {
-    Role.ADMIN: {"ingest", "read", "identity", "keys"},
-    Role.OPERATOR: {"ingest", "read", "identity"},
+    Role.ADMIN: {"ingest", "read", "identity", "keys", "programme", "points", "offers", "checkout"},
+    Role.OPERATOR: {"ingest", "read", "identity", "points", "offers", "checkout"},
     Role.ANALYST: {"read"},
-    Role.GUIDE: {"read"},
+    Role.GUIDE: {"read", "checkout"},
 }
-REQUESTS = {"ingest": INGEST, "read": READ_PERSONS, "identity": MANAGE_IDENTITY, "keys": MANAGE_KEYS}
+REQUESTS = {
+    "ingest": INGEST,
+    "read": READ_PERSONS,
+    "identity": MANAGE_IDENTITY,
+    "keys": MANAGE_KEYS,
+    "programme": MANAGE_PROGRAMME,
+    "points": MANAGE_POINTS,
+    "offers": MANAGE_OFFERS,
+    "checkout": CHECKOUT,
+}
 
 
 def test_each_role_gets_403_exactly_where_it_lacks_the_permission(

@@ -21,13 +21,21 @@ class Permission(StrEnum):
     READ_PERSONS = "read_persons"
     MANAGE_IDENTITY = "manage_identity"  # split persons, undo merges
     MANAGE_KEYS = "manage_keys"
+    MANAGE_PROGRAMME = "manage_programme"  # apply the loyalty programme document
+    MANAGE_POINTS = "manage_points"  # adjust and redeem members' points
+    MANAGE_OFFERS = "manage_offers"  # issue, import and void coupons; cancel rewards; refund plans
+    CHECKOUT = "checkout"  # quote and settle orders, redeem coupons and rewards, sell paid plans
+    READ_REPORTS = "read_reports"  # points economics, tier and coupon reports (aggregates, no persons)
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
-    Role.OPERATOR: frozenset({Permission.INGEST, Permission.READ_PERSONS, Permission.MANAGE_IDENTITY}),
-    Role.ANALYST: frozenset({Permission.READ_PERSONS}),
-    Role.GUIDE: frozenset({Permission.READ_PERSONS}),
+    Role.OPERATOR: frozenset(
+        {Permission.INGEST, Permission.READ_PERSONS, Permission.MANAGE_IDENTITY, Permission.MANAGE_POINTS}
+        | {Permission.MANAGE_OFFERS, Permission.CHECKOUT, Permission.READ_REPORTS}
+    ),
+    Role.ANALYST: frozenset({Permission.READ_PERSONS, Permission.READ_REPORTS}),
+    Role.GUIDE: frozenset({Permission.READ_PERSONS, Permission.CHECKOUT}),  # a guide serves at the till
 }
 
 

@@ -6,6 +6,7 @@ The interactive docs (``/docs``, ``/redoc``) load Swagger UI and ReDoc from file
 
 from __future__ import annotations
 
+import gc
 from importlib.metadata import version
 from typing import Any
 
@@ -17,9 +18,12 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from memberops.api import events, identity, keys, members, orders, persons
+from memberops.api import events, identity, keys, loyalty, members, orders, persons
+from memberops.api.checkout import router as checkout_router
 from memberops.api.deps import ServicesDep, reading
 from memberops.api.errors import install_error_handlers
+from memberops.api.offers import router as offers_router
+from memberops.api.reports import router as reports_router
 from memberops.wiring import Services, build_services
 
 API_PREFIX = "/api/v1"
@@ -42,6 +46,12 @@ TAGS = [
     {"name": "members", "description": "Registration in the membership programme."},
     {"name": "persons", "description": "OneID profiles: identifiers, membership, orders."},
     {"name": "identity", "description": "OneID merges and how to undo a wrong one."},
+    {"name": "loyalty", "description": "The programme document, members' points and tiers."},
+    {"name": "checkout", "description": "Quote a cart; settle coupons and points at once; cancel, refund."},
+    {"name": "coupons", "description": "Issue, list, redeem and void coupons."},
+    {"name": "rewards", "description": "The rewards catalogue (积分商城): redeem with points, cancel."},
+    {"name": "plans", "description": "Paid plans (付费会员): buy, renew, refund, status."},
+    {"name": "reports", "description": "Points economics, tier distribution and moves, coupon use."},
     {"name": "api keys", "description": "Keys for this API (admin only)."},
     {"name": "health", "description": "Liveness for load balancers and monitors."},
 ]
@@ -89,8 +99,11 @@ def _assemble() -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(health_router)
-    for module in (orders, events, members, persons, identity, keys):
+    for module in (orders, events, members, persons, identity, keys, loyalty):
         app.include_router(module.router, prefix=API_PREFIX)
+    for router in (checkout_router, offers_router):
+        app.include_router(router, prefix=API_PREFIX)
+    app.include_router(reports_router, prefix=API_PREFIX)
     return app
 
 
@@ -103,6 +116,10 @@ def create_app(services: Services | None = None) -> FastAPI:
         migrate.upgrade(services.engine)
     app = _assemble()
     app.state.services = services
+    # What exists now (modules, routes, models, pydantic validators) lives as long as the process:
+    # freeze it, so the cyclic collector, which request handling sets off again and again, never
+    # walks it (gc.freeze is made for this; it frees nothing that is still garbage-collectable).
+    gc.freeze()
     return app
 
 

@@ -7,7 +7,10 @@ import typer
 from memberops.cli.admin import apikey_app, channel_app, db_app
 from memberops.cli.demo import demo, identity_accuracy
 from memberops.cli.imports import import_app
+from memberops.cli.loyalty import loyalty_app, points_app, programme_app, tier_app
+from memberops.cli.offers import benefit_app, checkout_app, coupon_app, plan_app, reward_app
 from memberops.cli.persons import identity_app, person_app
+from memberops.cli.reports import report_app
 from memberops.cli.server import serve
 from memberops.cli.webhooks import webhook_app
 
@@ -23,6 +26,16 @@ app.add_typer(person_app, name="person")
 app.add_typer(identity_app, name="identity")
 app.add_typer(import_app, name="import")
 app.add_typer(webhook_app, name="webhook")
+app.add_typer(programme_app, name="programme")
+app.add_typer(points_app, name="points")
+app.add_typer(tier_app, name="tier")
+app.add_typer(loyalty_app, name="loyalty")
+app.add_typer(coupon_app, name="coupon")
+app.add_typer(reward_app, name="reward")
+app.add_typer(plan_app, name="plan")
+app.add_typer(checkout_app, name="checkout")
+app.add_typer(benefit_app, name="benefit")
+app.add_typer(report_app, name="report")
 app.command("demo")(demo)
 app.command("serve")(serve)
 identity_app.command("accuracy")(identity_accuracy)

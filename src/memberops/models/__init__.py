@@ -5,7 +5,29 @@ from memberops.models.base import Base, table_of
 from memberops.models.commerce import Order, OrderLine, Refund
 from memberops.models.engagement import Consent, Event
 from memberops.models.identity import Identifier, IdentityMerge, IdentitySeparation, Person
+from memberops.models.loyalty import (
+    GrowthEntry,
+    MemberTier,
+    OrderEarning,
+    PointsAccount,
+    PointsAllocation,
+    PointsEntry,
+    PointsLot,
+    ProgrammeVersion,
+    RefundTakeBack,
+    TierChangeRecord,
+)
 from memberops.models.membership import Membership
+from memberops.models.offers import (
+    BenefitGrant,
+    CheckoutRefund,
+    CheckoutSettlement,
+    Coupon,
+    CouponRedemption,
+    PaidPlanTerm,
+    RewardRedemption,
+    RewardStock,
+)
 from memberops.models.outbox import OutboxEvent, WebhookDelivery, WebhookSubscription
 from memberops.models.reference import Channel, Store
 
@@ -13,19 +35,37 @@ __all__ = [
     "ApiKey",
     "AuditEntry",
     "Base",
+    "BenefitGrant",
     "Channel",
+    "CheckoutRefund",
+    "CheckoutSettlement",
     "Consent",
+    "Coupon",
+    "CouponRedemption",
     "Event",
+    "GrowthEntry",
     "Identifier",
     "IdentityMerge",
     "IdentitySeparation",
+    "MemberTier",
     "Membership",
     "Order",
+    "OrderEarning",
     "OrderLine",
     "OutboxEvent",
+    "PaidPlanTerm",
     "Person",
+    "PointsAccount",
+    "PointsAllocation",
+    "PointsEntry",
+    "PointsLot",
+    "ProgrammeVersion",
     "Refund",
+    "RefundTakeBack",
+    "RewardRedemption",
+    "RewardStock",
     "Store",
+    "TierChangeRecord",
     "WebhookDelivery",
     "WebhookSubscription",
     "table_of",

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import Date, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from memberops.kit.db import BigId, UTCDateTime
@@ -16,6 +16,7 @@ class Membership(Base):
 
     ``status`` is ``active``, ``cancelled`` or ``merged`` (a duplicate spell set aside when two
     persons who were both members were merged; undoing the merge makes it active again).
+    ``birthday`` (nullable, added by migration 0004) is what the birthday-gift job reads.
     """
 
     __tablename__ = "memberships"
@@ -29,3 +30,4 @@ class Membership(Base):
     status: Mapped[str] = mapped_column(String(16))
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     identifier_id: Mapped[int | None] = mapped_column(ForeignKey("identifiers.id"))
+    birthday: Mapped[date | None] = mapped_column(Date)

@@ -1,0 +1,381 @@
+"""Growth value and tiers over the store: growth entries, member tiers, tier history, in sets.
+
+Growth is its own append-only ledger, separate from spendable points. A member's tier row caches
+``growth_total`` (the sum of their entries, checked) and remembers the manual floor and which
+upgrade gifts they had. Rolling-window growth is always summed from the entries. Callers lock the
+member's points account first (``LedgerWriter.lock``): it is the one lock of all loyalty writes.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import Session
+
+from memberops.events import DomainEvent, emit_many
+from memberops.identity.repository import chunks
+from memberops.kit.db import insert_rows, insert_with_ids
+from memberops.loyalty.ledger import LedgerWriter
+from memberops.loyalty.lots import expiry_of
+from memberops.loyalty.programme import Programme
+from memberops.loyalty.tiers import TierChange, growth_window, next_downgrade_date, upgrade, upgrade_gifts
+from memberops.loyalty.versions import ActiveProgramme
+from memberops.models import GrowthEntry, MemberTier, TierChangeRecord, table_of
+
+
+@dataclass
+class TierState:
+    """A member's tier row as this transaction sees it."""
+
+    person_id: int
+    tier: str
+    floor: str | None
+    since: datetime
+    growth_total: int
+    gifted_tiers: list[str]
+    next_evaluation_on: date | None
+    stored: bool
+    changed: bool = False
+
+
+@dataclass
+class _Timeline:
+    """A member's growth entries by ``occurred_at`` from some instant on (for window sums)."""
+
+    instants: list[datetime] = field(default_factory=list)
+    deltas: list[int] = field(default_factory=list)
+
+    def add(self, at: datetime, delta: int) -> None:
+        position = bisect.bisect_right(self.instants, at)
+        self.instants.insert(position, at)
+        self.deltas.insert(position, delta)
+
+    def total(self, start: datetime, end: datetime) -> int:
+        low = bisect.bisect_left(self.instants, start)
+        high = bisect.bisect_left(self.instants, end)
+        return sum(self.deltas[low:high])
+
+
+def lowest_tier(programme: Programme) -> str:
+    return programme.tiers[0].code
+
+
+def known_tier(programme: Programme, code: str) -> str:
+    """Return ``code`` if the programme has that tier, else its lowest tier (a retired tier)."""
+    return code if any(tier.code == code for tier in programme.tiers) else lowest_tier(programme)
+
+
+@dataclass
+class GrowthWriter:
+    """Plans growth entries and tier changes for locked members and writes them in sets."""
+
+    session: Session
+    now: datetime
+    time_zone: ZoneInfo
+    emit_events: bool = True
+    tiers: dict[int, TierState] = field(default_factory=dict)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    events: list[DomainEvent] = field(default_factory=list)
+    timelines: dict[int, _Timeline] = field(default_factory=dict)
+    _timeline_from: datetime | None = None
+
+    def load(self, person_ids: Iterable[int], programme: Programme) -> dict[int, TierState]:
+        """Load (or start) the tier rows of locked members."""
+        missing = sorted(set(person_ids) - set(self.tiers))
+        for part in chunks(missing):
+            # Columns, not ORM objects: tier rows change through Core updates (see ``flush``).
+            rows = self.session.execute(
+                select(
+                    MemberTier.person_id,
+                    MemberTier.tier,
+                    MemberTier.floor,
+                    MemberTier.since,
+                    MemberTier.growth_total,
+                    MemberTier.gifted_tiers,
+                    MemberTier.next_evaluation_on,
+                ).where(MemberTier.person_id.in_(part))
+            )
+            for person_id, tier, floor, since, total, gifted, next_on in rows:
+                self.tiers[person_id] = TierState(
+                    person_id, tier, floor, since, int(total), list(gifted), next_on, stored=True
+                )
+        for person_id in missing:
+            if person_id not in self.tiers:
+                self.tiers[person_id] = TierState(
+                    person_id, lowest_tier(programme), None, self.now, 0, [], None, stored=False
+                )
+        return self.tiers
+
+    def load_timelines(self, person_ids: Iterable[int], since: datetime) -> None:
+        """Load the growth entries of members from ``since`` on, for window sums in memory."""
+        wanted = sorted(set(person_ids) - set(self.timelines))
+        if self._timeline_from is not None and since < self._timeline_from:
+            wanted = sorted(set(person_ids))
+            self.timelines = {}
+        self._timeline_from = since if self._timeline_from is None else min(self._timeline_from, since)
+        for person_id in wanted:
+            self.timelines[person_id] = _Timeline()
+        for part in chunks(wanted):
+            rows = self.session.execute(
+                select(GrowthEntry.person_id, GrowthEntry.occurred_at, GrowthEntry.delta)
+                .where(GrowthEntry.person_id.in_(part), GrowthEntry.occurred_at >= self._timeline_from)
+                .order_by(GrowthEntry.occurred_at)
+            )
+            for person_id, occurred_at, delta in rows:
+                self.timelines[person_id].add(occurred_at, int(delta))
+
+    def window_growth(self, person_id: int, programme: Programme, on: date) -> int:
+        """Growth in the rolling window that ends when business day ``on`` begins (loaded timelines)."""
+        start, end = growth_window(programme.evaluation, on, self.time_zone)
+        return self.timelines[person_id].total(start, end)
+
+    def add(
+        self,
+        person_id: int,
+        delta: int,
+        *,
+        kind: str,
+        key: str,
+        reason: str,
+        source: str,
+        actor: str,
+        programme_version_id: int | None,
+        occurred_at: datetime,
+        source_ref: str | None = None,
+    ) -> int:
+        """Plan one growth entry; return its index."""
+        state = self.tiers[person_id]
+        state.growth_total += delta
+        state.changed = True
+        if person_id in self.timelines:
+            self.timelines[person_id].add(occurred_at, delta)
+        self.entries.append(
+            {
+                "person_id": person_id,
+                "kind": kind,
+                "delta": delta,
+                "reason": reason[:200],
+                "source": source,
+                "source_ref": source_ref,
+                "actor": actor,
+                "idempotency_key": key,
+                "programme_version_id": programme_version_id,
+                "occurred_at": occurred_at,
+                "created_at": self.now,
+            }
+        )
+        return len(self.entries) - 1
+
+    def change_tier(
+        self,
+        person_id: int,
+        change: TierChange,
+        *,
+        programme: Programme,
+        programme_version_id: int | None,
+        growth: int,
+        key: str,
+        actor: str,
+        at: datetime,
+        note: str | None = None,
+        gifts: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Plan a tier move: the row, a history record and a ``tier.changed`` event."""
+        state = self.tiers[person_id]
+        state.tier = change.to_tier
+        state.since = at
+        state.changed = True
+        state.next_evaluation_on = self.next_evaluation(programme, change.to_tier, at)
+        self.history.append(
+            {
+                "person_id": person_id,
+                "from_tier": change.from_tier,
+                "to_tier": change.to_tier,
+                "direction": change.direction,
+                "reason": change.reason,
+                "growth": growth,
+                "programme_version_id": programme_version_id,
+                "actor": actor,
+                "idempotency_key": key,
+                "note": note,
+                "changed_at": at,
+            }
+        )
+        self.events.append(
+            DomainEvent(
+                topic="tier.changed",
+                payload={
+                    "person_id": person_id,
+                    "from_tier": change.from_tier,
+                    "to_tier": change.to_tier,
+                    "direction": change.direction,
+                    "reason": change.reason,
+                    "growth": growth,
+                    "gifts": gifts or [],
+                    "changed_at": at.isoformat(),
+                },
+                key=f"tier:{key}",
+                occurred_at=at,
+                person_id=person_id,
+            )
+        )
+
+    def next_evaluation(self, programme: Programme, tier: str, at: datetime) -> date | None:
+        """The next downgrade date of a member now in ``tier`` (None when they cannot go down)."""
+        if programme.evaluation.max_tiers_down == 0 or programme.rank(tier) == 0:
+            return None
+        today = at.astimezone(self.time_zone).date()
+        return next_downgrade_date(programme.evaluation, today + timedelta(days=1))
+
+    def flush(self) -> list[int]:
+        """Write the planned entries, history, tier rows and events; return the growth entry ids."""
+        ids = insert_with_ids(self.session, table_of(GrowthEntry), self.entries)
+        insert_rows(self.session, table_of(TierChangeRecord), self.history)
+        changed = sorted((s for s in self.tiers.values() if s.changed), key=lambda s: s.person_id)
+        fresh = [s for s in changed if not s.stored]
+        insert_rows(
+            self.session,
+            table_of(MemberTier),
+            [
+                {
+                    "person_id": s.person_id,
+                    "tier": s.tier,
+                    "floor": s.floor,
+                    "since": s.since,
+                    "growth_total": s.growth_total,
+                    "gifted_tiers": s.gifted_tiers,
+                    "next_evaluation_on": s.next_evaluation_on,
+                    "updated_at": self.now,
+                }
+                for s in fresh
+            ],
+        )
+        stored = [s for s in changed if s.stored]
+        if stored:
+            table = table_of(MemberTier)
+            self.session.connection().execute(
+                update(table)
+                .where(table.c.person_id == bindparam("member"))
+                .values(
+                    tier=bindparam("new_tier"),
+                    floor=bindparam("new_floor"),
+                    since=bindparam("new_since"),
+                    growth_total=bindparam("new_total"),
+                    gifted_tiers=bindparam("new_gifted"),
+                    next_evaluation_on=bindparam("new_next"),
+                    updated_at=bindparam("at"),
+                ),
+                [
+                    {
+                        "member": s.person_id,
+                        "new_tier": s.tier,
+                        "new_floor": s.floor,
+                        "new_since": s.since,
+                        "new_total": s.growth_total,
+                        "new_gifted": s.gifted_tiers,
+                        "new_next": s.next_evaluation_on,
+                        "at": self.now,
+                    }
+                    for s in stored
+                ],
+            )
+        for state in changed:
+            state.stored, state.changed = True, False
+        if self.events and self.emit_events:
+            emit_many(self.session, self.events, now=self.now)
+        self.entries, self.history, self.events = [], [], []
+        return ids
+
+
+def upgrade_now(
+    writer: LedgerWriter,
+    growth: GrowthWriter,
+    active: ActiveProgramme,
+    person_id: int,
+    *,
+    at: datetime,
+    key: str,
+    source_ref: str | None,
+    actor: str,
+) -> None:
+    """Raise a member at once to the tier their window growth (or floor) reaches, with the gifts.
+
+    Every tier passed gives its upgrade gift once (``upgrade_gifts``): its points are credited
+    here; its coupons and packs travel in the ``tier.changed`` event for the coupon service.
+    Needs the member's account locked, tier row loaded and growth timeline loaded.
+    """
+    rules = active.programme
+    state = growth.tiers[person_id]
+    tier = known_tier(rules, state.tier)
+    day = at.astimezone(growth.time_zone).date()
+    window = growth.window_growth(person_id, rules, day + timedelta(days=1))
+    change = upgrade(rules, tier, window, floor=state.floor)
+    if change is None:
+        return
+    gifts = upgrade_gifts(rules, tier, change.to_tier, gifted_tiers=state.gifted_tiers)
+    account = writer.account(person_id)
+    for gift in gifts:
+        if gift.gift.points > 0:
+            writer.credit(
+                account,
+                gift.gift.points,
+                kind="gift",
+                key=f"{key}:gift:{gift.tier}",
+                reason=f"upgrade gift of tier {gift.tier}",
+                source="tier_gift",
+                source_ref=source_ref,
+                actor=actor,
+                programme_version_id=active.version_id,
+                earned_at=at,
+                expires_at=expiry_of(at, rules.expiry, growth.time_zone),
+                topic="points.earned",
+                payload={"tier": gift.tier, "points": gift.gift.points, "gift": True},
+            )
+        if gift.tier not in state.gifted_tiers:
+            state.gifted_tiers = [*state.gifted_tiers, gift.tier]
+    growth.change_tier(
+        person_id,
+        change,
+        programme=rules,
+        programme_version_id=active.version_id,
+        growth=window,
+        key=f"{key}:up:{change.to_tier}",
+        actor=actor,
+        at=at,
+        gifts=[
+            {
+                "tier": gift.tier,
+                "points": gift.gift.points,
+                "coupons": list(gift.gift.coupons),
+                "packs": list(gift.gift.packs),
+            }
+            for gift in gifts
+        ],
+    )
+
+
+def window_growth_of(
+    session: Session, person_ids: Iterable[int], start: datetime, end: datetime
+) -> Mapping[int, int]:
+    """Return each member's growth with ``start <= occurred_at < end`` (0 for none), one query per chunk."""
+    wanted = sorted(set(person_ids))
+    found = dict.fromkeys(wanted, 0)
+    for part in chunks(wanted):
+        rows = session.execute(
+            select(GrowthEntry.person_id, func.coalesce(func.sum(GrowthEntry.delta), 0))
+            .where(
+                GrowthEntry.person_id.in_(part),
+                GrowthEntry.occurred_at >= start,
+                GrowthEntry.occurred_at < end,
+            )
+            .group_by(GrowthEntry.person_id)
+        )
+        found.update({person_id: int(total) for person_id, total in rows})
+    return found
