@@ -23,6 +23,7 @@ from memberops.cli.common import (
 from memberops.cli.imports import run_import
 from memberops.kit.clock import utc_now, zone
 from memberops.kit.db import unit_of_work
+from memberops.wiring import Services
 
 identity_accuracy_help = "the demo's truth.parquet (written by `memberops demo`)"
 
@@ -100,6 +101,7 @@ def demo(
         f"OneID against the truth file: precision {accuracy.precision:.4%}, recall {accuracy.recall:.4%} "
         f"over {accuracy.records:,} records"
     )
+    _run_programme(svc)
     with unit_of_work(svc.sessions) as session:
         stamp = utc_now().strftime("%Y%m%d%H%M%S")
         _, key = access.create_key(session, f"demo-admin-{stamp}", "admin", actor=CLI_ACTOR)
@@ -115,6 +117,47 @@ def demo(
 
         console.print(f"serving on http://{host}:{port} (Ctrl+C to stop)")
         run_server(host, port, svc)
+
+
+def _run_programme(svc: Services) -> None:
+    """Apply the fruit-chain programme and replay the history through it, then show what it did.
+
+    A brand loading its history does the same: import first, then apply the programme and replay,
+    so every order earns in payment order with the tier its member had at the time.
+    """
+    from memberops.loyalty.programme import demo_programme
+    from memberops.loyalty.reports import points_economics, tier_report
+
+    with unit_of_work(svc.sessions) as session:
+        active, _ = svc.loyalty.apply_programme(session, demo_programme(), actor=CLI_ACTOR)
+    console.print(f"programme {active.version!r} applied; replaying the history through it")
+    with Progress(
+        TextColumn("[bold]loyalty[/bold] replay"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=errors,
+    ) as bar:
+        task = bar.add_task("replay", total=None)
+        report = svc.loyalty.replay(
+            svc.sessions, progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    with unit_of_work(svc.read_sessions) as session:
+        problems = svc.loyalty.check(session)
+        today = utc_now().astimezone(zone(svc.settings.time_zone)).date()
+        start = today - timedelta(days=364)
+        economics = points_economics(session, start=start, end=today, time_zone=svc.settings.time_zone)
+        tiers = tier_report(session, on=today, start=start, end=today, time_zone=svc.settings.time_zone)
+    figures = economics.as_dict()
+    console.print(
+        f"{report.earned:,} orders earned points; {report.refunds:,} refunds took them back; "
+        f"ledger check: {'no problem' if not problems else f'{len(problems)} problems'}\n"
+        f"last 12 months: issued {figures['issued']:,}, burned {figures['burned']:,}, expired "
+        f"{figures['expired']:,}, outstanding {figures['outstanding_points']:,} points "
+        f"(liability ¥{figures['liability']}); members by tier today: "
+        + ", ".join(f"{count['tier']} {count['members']:,}" for count in tiers.as_dict()["distribution"])
+        + "\n(memberops report points|tiers|coupons for the whole reports)"
+    )
 
 
 @reports_errors
