@@ -210,15 +210,6 @@ request = function()
     '","paid_at":"__PAID_AT__","amount":"__AMOUNT__"' .. phone .. ',"items":__ITEMS__}'
   return wrk.format(nil, path, nil, body)
 end
-
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRKJSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"max_us":%d,' ..
-    '"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}\\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency.max,
-    e.connect, e.read, e.write, e.status, e.timeout))
-end
 """
 
 
@@ -237,7 +228,26 @@ def wrk_load(
         .replace("__PAID_AT__", PAID_AT)
         .replace("__AMOUNT__", AMOUNT)
         .replace("__ITEMS__", ITEMS)
+        + WRK_DONE
     )
+    return run_wrk(base, script, prefix, seconds, connections)
+
+
+#: The end of every wrk script: print the figures as one JSON line the parent reads.
+WRK_DONE = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"max_us":%d,' ..
+    '"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency.max,
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+def run_wrk(base: str, script: str, prefix: str, seconds: float, connections: int) -> Load:
+    """Run wrk (one thread) with ``script`` (which ends with ``WRK_DONE``) and read its figures."""
     script_path = ROOT / "benchmarks" / ".data" / f"wrk-{prefix}.lua"
     script_path.parent.mkdir(parents=True, exist_ok=True)
     script_path.write_text(script)

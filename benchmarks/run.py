@@ -13,7 +13,7 @@ import shlex
 import sys
 import time
 
-from benchmarks import api_load, bulk_import, loyalty_replay
+from benchmarks import api_load, bulk_import, loyalty_replay, settle_load
 from benchmarks.data import DATA_DIR, ensure_orders
 from benchmarks.databases import postgres_settings
 from benchmarks.report import DOC, machine_line, write_sections
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--orders", type=int, default=1_000_000, help="orders in the import file")
     parser.add_argument(
-        "--only", choices=("import", "loyalty", "api"), help="run one benchmark (default: all)"
+        "--only", choices=("import", "loyalty", "api", "settle"), help="run one benchmark (default: all)"
     )
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--duration", type=float, default=20, help="measured seconds per API run")
@@ -105,6 +105,22 @@ def main(argv: list[str] | None = None) -> None:
                 f"req/s, ratio {api.ratio:.3f}",
                 file=sys.stderr,
             )
+    if args.only in (None, "settle") and "postgres" in backends:
+        load_args = api_load.LoadArgs(
+            duration_s=args.duration,
+            warmup_s=args.warmup,
+            connections=args.connections,
+            generator=api_load.pick_generator(args.loadgen),
+        )
+        machine = machine_line()
+        settle = settle_load.compare(load_args)
+        key, body = settle_load.render(settle, command, machine, server or _postgres_line())
+        write_sections({key: body})
+        print(
+            f"settle: {settle.throughput('settle'):,.0f} req/s, bare {settle.throughput('bare'):,.0f} req/s,"
+            f" ratio {settle.ratio:.3f}",
+            file=sys.stderr,
+        )
     print(f"figures written to {DOC}", file=sys.stderr)
 
 
