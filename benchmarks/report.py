@@ -33,6 +33,8 @@ imports; the first run also generates the data, in about 15 s):
 make bench                                    # = uv run python -m benchmarks.run
 uv run python -m benchmarks.run --orders 200000 --only import --backend sqlite
 uv run python -m benchmarks.run --only api    # needs PostgreSQL; uses wrk when installed
+uv run python -m benchmarks.run --only settle # checkout settle under load (PostgreSQL, needs wrk)
+uv run python -m benchmarks.run --only loyalty --orders 200000 --backend sqlite   # earning on replay
 ```
 
 PostgreSQL is reached as `postgres@127.0.0.1:5432` (override with `BENCH_PG_HOST`, `BENCH_PG_PORT`,

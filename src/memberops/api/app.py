@@ -24,6 +24,7 @@ from memberops.api.deps import ServicesDep, reading
 from memberops.api.errors import install_error_handlers
 from memberops.api.offers import router as offers_router
 from memberops.api.reports import router as reports_router
+from memberops.ingest.intake import OrderIntake
 from memberops.wiring import Services, build_services
 
 API_PREFIX = "/api/v1"
@@ -116,6 +117,7 @@ def create_app(services: Services | None = None) -> FastAPI:
         migrate.upgrade(services.engine)
     app = _assemble()
     app.state.services = services
+    app.state.order_intake = OrderIntake(services.sessions, services.ingest)
     # What exists now (modules, routes, models, pydantic validators) lives as long as the process:
     # freeze it, so the cyclic collector, which request handling sets off again and again, never
     # walks it (gc.freeze is made for this; it frees nothing that is still garbage-collectable).

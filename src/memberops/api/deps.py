@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from memberops.access.rules import Permission, may
 from memberops.access.service import Caller, authenticate, trusted_caller
+from memberops.ingest.intake import OrderIntake
 from memberops.kit.db import unit_of_work
 from memberops.kit.errors import Forbidden
 from memberops.wiring import Services
@@ -37,6 +38,14 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_intake(request: Request) -> OrderIntake:
+    """Return the app's order intake (one writer thread per app, see ``ingest.intake``)."""
+    return cast(OrderIntake, request.app.state.order_intake)
+
+
+IntakeDep = Annotated[OrderIntake, Depends(get_intake)]
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
-from memberops.api.deps import Ingestor, ServicesDep, writing
+from memberops.api.deps import Ingestor, IntakeDep, ServicesDep, writing
 from memberops.api.schemas import (
     IdentifierFields,
     Instant,
@@ -24,9 +24,8 @@ from memberops.api.schemas import (
     iso,
     safe_text,
 )
-from memberops.ingest.records import RecordRejected, RefundIn, parse_order
+from memberops.ingest.records import RefundIn, parse_order
 from memberops.kit.money import fen_to_yuan, yuan_to_fen
-from memberops.models import Order
 
 router = APIRouter(tags=["ingest"], responses=error_responses(401, 403, 422))
 
@@ -137,33 +136,28 @@ class RefundStored(BaseModel):
     responses={200: {"model": OrderStored, "description": "a replay: the order was already stored"}},
     summary="Record an order",
 )
-def create_order(
-    body: OrderRequest, caller: Ingestor, services: ServicesDep, response: Response
+async def create_order(
+    body: OrderRequest, caller: Ingestor, intake: IntakeDep, response: Response
 ) -> OrderStored:
-    """Store an order and attribute it to a person through OneID (201), or confirm a replay (200)."""
+    """Store an order and attribute it to a person through OneID (201), or confirm a replay (200).
+
+    Async on purpose: the order is validated here and written by the intake's writer thread
+    together with the orders other requests sent meanwhile (``ingest.intake``), so no request
+    holds a thread-pool thread or a transaction of its own while it waits.
+    """
     order = parse_order(body.raw())
-    with writing(services) as session:
-        [outcome] = services.ingest.ingest_orders(session, [order], actor=caller.name)
-        if outcome.rejection is not None:
-            raise RecordRejected(outcome.rejection)
-        assert outcome.order_id is not None
-        # A new order is what was sent; only a replay reads back what was stored first.
-        paid_at, amount_fen = order.paid_at, order.amount_fen
-        if not outcome.created:
-            stored = session.get_one(Order, outcome.order_id)
-            paid_at, amount_fen = stored.paid_at, stored.amount_fen
-        result = OrderStored(
-            order_id=outcome.order_id,
-            person_id=outcome.person_id,
-            created=outcome.created,
-            source=order.source,
-            external_id=order.external_id,
-            paid_at=paid_at,
-            amount=fen_to_yuan(amount_fen),
-        )
-    if not outcome.created:
+    written = await intake.submit(order, actor=caller.name)
+    if not written.created:
         response.status_code = status.HTTP_200_OK
-    return result
+    return OrderStored(
+        order_id=written.order_id,
+        person_id=written.person_id,
+        created=written.created,
+        source=order.source,
+        external_id=order.external_id,
+        paid_at=written.paid_at,
+        amount=fen_to_yuan(written.amount_fen),
+    )
 
 
 @router.post(
