@@ -104,7 +104,7 @@ def test_the_tier_and_coupon_reports_over_http(api: Api, history: History) -> No
         "issued": 1,
         "redeemed": 2,
         "released": 1,
-        "expired": 2,
+        "expired": 3,
         "voided": 2,
         "redemption_rate": "2.0000",
         "discount": "15.00",

@@ -5,7 +5,8 @@ The history (Asia/Shanghai, the demo programme: 1 point per 10 yuan, 1 point = 1
 
 - The demo programme is applied on 2025-10-01. Ann, Bob and Cat join on 2025-11-01, Dan on 2026-02-15; Eve buys without joining.
 - 2025-11-20 Cat buys 300 yuan: 30 points, expiring when 2026 ends.
-- Jan 2026: Ann buys 1,000 (100 points) and 2,500 (250 points, reaching silver: +100 gift),
+- Jan 2026: Ann buys 1,000 (100 points) and 2,500 (250 points, reaching silver: +100 gift and
+  an upgrade_silver_20 coupon, valid 60 days),
   Bob 500 (50), Eve 100 (nothing: not a member).
 - Feb 2026: Bob refunds 200 of his 500 (−20); Ann redeems a 20-point voucher, spends 100 points,
   redeems a 5-point voucher; Cat gets +30 by hand, Bob loses 10; welcome_5 coupons to Ann, Bob, Cat.
@@ -13,7 +14,7 @@ The history (Asia/Shanghai, the demo programme: 1 point per 10 yuan, 1 point = 1
   welcome_5 is voided; Bob gets a repurchase_10; Ann uses her welcome_5 at the till on order A3
   (100 yuan, 12 points at silver); Bob settles order B2 with the repurchase_10 (60 − 10 = 50 yuan,
   5 points); Ann settles A4 with her voucher_20 and cancels it; the coupon job expires Bob's
-  welcome_5 and Ann's voucher_20.
+  welcome_5, Ann's voucher_20 and her unused upgrade_silver_20.
 - Apr 2026: 30 yuan of A3 is refunded (−3 points).
 - 2027-01-01 01:00: Cat's 2025 points expire (30). The tier evaluations, run as of 2027-02-01,
   walk the monthly downgrade dates (the 1st plus 30 days' grace) until Ann, whose window no longer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text
@@ -15,6 +16,7 @@ from memberops.loyalty.ledger import IdempotencyConflict, InsufficientPoints
 from memberops.loyalty.points import adjust_points, restore_points, spend_points
 from memberops.loyalty.programme import demo_programme
 from memberops.models import (
+    Coupon,
     OrderEarning,
     OutboxEvent,
     PointsAllocation,
@@ -222,6 +224,54 @@ def test_an_upgrade_happens_at_once_with_its_gift_and_the_next_order_earns_more(
     assert event.payload["gifts"] == [
         {"tier": "silver", "points": 100, "coupons": ["upgrade_silver_20"], "packs": []}
     ]
+
+
+def coupons_of(services: Services, person_id: int) -> list[tuple[str, str, str, str]]:
+    with unit_of_work(services.read_sessions) as session:
+        rows = session.execute(
+            select(Coupon.template_code, Coupon.source, Coupon.pack_code, Coupon.valid_until)
+            .where(Coupon.person_id == person_id)
+            .order_by(Coupon.template_code, Coupon.id)
+        ).all()
+    return [(code, source, pack or "", until.date().isoformat()) for code, source, pack, until in rows]
+
+
+def test_an_upgrade_issues_its_gift_coupons_and_packs_once(services: Services) -> None:
+    apply(services)
+    person = member(services, PHONE)
+    order_id = buy(services, "U1", PHONE, "3000.00")  # 3,000 growth: silver
+    assert coupons_of(services, person) == [("upgrade_silver_20", "upgrade", "", "2026-04-30")]
+
+    with unit_of_work(services.sessions) as session:  # the same order earns again: nothing new
+        [again] = services.loyalty.earn_for_orders(session, [order_id])
+    assert again.created is False
+    buy(services, "U2", PHONE, "3000.00", paid_at="2026-03-05T12:00:00+08:00")  # 6,000: gold
+
+    assert coupons_of(services, person) == [
+        ("durian_15_off", "upgrade", "gold_welcome_pack", "2026-04-03"),
+        ("gold_50", "upgrade", "gold_welcome_pack", "2026-06-02"),
+        ("gold_50", "upgrade", "gold_welcome_pack", "2026-06-02"),
+        ("upgrade_silver_20", "upgrade", "", "2026-04-30"),
+    ]
+    with unit_of_work(services.read_sessions) as session:
+        issued = session.scalars(select(OutboxEvent).where(OutboxEvent.topic == "coupon.issued")).all()
+    assert len(issued) == 4
+    assert problems(services) == []
+
+
+def test_a_gift_coupon_whose_campaign_is_over_is_left_out_and_the_upgrade_stands(services: Services) -> None:
+    def close_silver_gift(document: dict[str, Any]) -> None:
+        for template in document["coupon_templates"]:
+            if template["code"] == "upgrade_silver_20":
+                template["validity"] = {"starts_on": "2025-01-01", "ends_on": "2025-12-31"}
+
+    apply(services, programme_with(close_silver_gift))
+    person = member(services, PHONE)
+    buy(services, "U1", PHONE, "3000.00")
+
+    assert tier(services, person) == "silver"
+    assert entries(services, person) == [("earn", 300), ("gift", 100)]
+    assert coupons_of(services, person) == []
 
 
 def test_replaying_an_order_changes_nothing(services: Services) -> None:

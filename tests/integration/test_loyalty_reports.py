@@ -343,9 +343,10 @@ def test_coupons_redeemed_released_expired_and_voided_in_march(history: History)
     assert coupon_rows(report) == [
         ("welcome_5", 0, 1, 0, 1, 1, None, 500, 1, 10000),
         ("repurchase_10", 1, 1, 0, 0, 0, Decimal("1.0000"), 1000, 1, 5000),
+        ("upgrade_silver_20", 0, 0, 0, 1, 0, None, 0, 0, 0),
         ("voucher_5", 0, 0, 0, 0, 1, None, 0, 0, 0),
         ("voucher_20", 0, 0, 1, 1, 0, None, 0, 0, 0),
-        ("*", 1, 2, 1, 2, 2, Decimal("2.0000"), 1500, 2, 15000),
+        ("*", 1, 2, 1, 3, 2, Decimal("2.0000"), 1500, 2, 15000),
     ]
     welcome = report.templates[0]
     assert welcome.as_dict() == {

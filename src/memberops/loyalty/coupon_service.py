@@ -38,6 +38,7 @@ from memberops.loyalty.coupons import (
     usability_rejection_reason,
     validity_window,
 )
+from memberops.loyalty.growth import PlannedGift
 from memberops.loyalty.offers import CouponTemplate, Gift
 from memberops.loyalty.versions import ActiveProgramme
 from memberops.models import Coupon, CouponRedemption, table_of
@@ -91,6 +92,7 @@ def issue_coupons(
     now: datetime | None = None,
     programme: ActiveProgramme | None = None,
     randbelow: Callable[[int], int] | None = None,
+    emit_events: bool = True,
 ) -> IssueOutcome:
     """Issue ``requests`` to each person; unknown persons are reported, merged ones get it on the survivor.
 
@@ -173,6 +175,7 @@ def issue_coupons(
             ],
             randbelow=randbelow,
             now=now,
+            emit_events=emit_events,
         )
     return outcome
 
@@ -189,6 +192,7 @@ def issue_pack(
     source: str = "pack",
     now: datetime | None = None,
     programme: ActiveProgramme | None = None,
+    emit_events: bool = True,
 ) -> IssueOutcome:
     """Issue every coupon of a pack (template → count) to each person."""
     active = programme or holdings.active(session)
@@ -206,6 +210,7 @@ def issue_pack(
         pack_code=pack_code,
         now=now,
         programme=active,
+        emit_events=emit_events,
     )
 
 
@@ -221,6 +226,7 @@ def issue_gift(
     time_zone: ZoneInfo,
     now: datetime,
     programme: ActiveProgramme,
+    emit_events: bool = True,
 ) -> list[Coupon]:
     """Issue the coupons and packs of a gift (its points are the ledger's business); return the coupons."""
     coupons: list[Coupon] = []
@@ -240,6 +246,7 @@ def issue_gift(
             source=source,
             now=now,
             programme=programme,
+            emit_events=emit_events,
         ).coupons
     for pack_code in dict.fromkeys(gift.packs):
         coupons += issue_pack(
@@ -253,7 +260,60 @@ def issue_gift(
             source=source,
             now=now,
             programme=programme,
+            emit_events=emit_events,
         ).coupons
+    return coupons
+
+
+def issue_upgrade_gifts(
+    session: Session,
+    gifts: Sequence[PlannedGift],
+    *,
+    actor: str,
+    time_zone: ZoneInfo,
+    programme: ActiveProgramme,
+    emit_events: bool = True,
+) -> list[Coupon]:
+    """Issue the coupons and packs of the upgrade gifts ``upgrade_now`` planned; return the coupons.
+
+    Each gift is issued as of its upgrade, under the key of the order (or task) that caused it,
+    so earning the same order again issues nothing. A template whose issuance window is over by
+    then is left out (its campaign has ended): the upgrade and its points stand, since a closed
+    coupon campaign must never stop an order from earning.
+    """
+    active = programme.programme
+    coupons: list[Coupon] = []
+    for planned in gifts:
+
+        def open_at(code: str, at: datetime = planned.at) -> bool:
+            return issuance_rejection_reason(active.coupon_template(code), at, time_zone) is None
+
+        kept = planned.gift.model_copy(
+            update={
+                "points": 0,
+                "coupons": tuple(code for code in planned.gift.coupons if open_at(code)),
+                "packs": tuple(
+                    code
+                    for code in planned.gift.packs
+                    if all(open_at(template) for template in active.coupon_pack(code).coupons)
+                ),
+            }
+        )
+        if not kept.coupons and not kept.packs:
+            continue
+        coupons += issue_gift(
+            session,
+            planned.person_id,
+            kept,
+            key=planned.key,
+            reason=f"upgrade gift of tier {planned.tier}",
+            actor=actor,
+            source="upgrade",
+            time_zone=time_zone,
+            now=planned.at,
+            programme=programme,
+            emit_events=emit_events,
+        )
     return coupons
 
 
@@ -304,6 +364,7 @@ def _insert(
     *,
     now: datetime,
     randbelow: Callable[[int], int] | None,
+    emit_events: bool = True,
 ) -> list[Coupon]:
     """Give generated codes to the rows that need one (drawing again on a clash), insert, emit."""
     draw = randbelow or None
@@ -328,6 +389,8 @@ def _insert(
     created: list[Coupon] = []
     for part in chunks(ids):
         created += session.scalars(select(Coupon).where(Coupon.id.in_(part)).order_by(Coupon.id))
+    if not emit_events:  # history replayed: nobody is told today of a coupon issued years ago
+        return created
     emit_many(
         session,
         [

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from memberops.events import DomainEvent, emit_many
@@ -23,6 +23,7 @@ from memberops.identity.repository import chunks
 from memberops.kit.db import insert_rows, insert_with_ids
 from memberops.loyalty.ledger import LedgerWriter
 from memberops.loyalty.lots import expiry_of
+from memberops.loyalty.offers import Gift
 from memberops.loyalty.programme import Programme
 from memberops.loyalty.tiers import TierChange, growth_window, next_downgrade_date, upgrade, upgrade_gifts
 from memberops.loyalty.versions import ActiveProgramme
@@ -44,10 +45,29 @@ class TierState:
     changed: bool = False
 
 
+@dataclass(frozen=True)
+class PlannedGift:
+    """An upgrade gift's coupons and packs, to issue once the tier change is written."""
+
+    person_id: int
+    tier: str
+    gift: Gift
+    key: str
+    at: datetime
+
+
 @dataclass
 class _Timeline:
-    """A member's growth entries by ``occurred_at`` from some instant on (for window sums)."""
+    """A member's growth for window sums: a fixed part, plus single entries around it.
 
+    ``base`` is the growth of ``[core_start, core_end)``, summed by the database; every window
+    asked for must contain that span. The entries before and after it (and the ones planned in
+    this transaction) are kept one by one, sorted by ``occurred_at``.
+    """
+
+    base: int = 0
+    core_start: datetime | None = None
+    core_end: datetime | None = None
     instants: list[datetime] = field(default_factory=list)
     deltas: list[int] = field(default_factory=list)
 
@@ -57,9 +77,15 @@ class _Timeline:
         self.deltas.insert(position, delta)
 
     def total(self, start: datetime, end: datetime) -> int:
+        if (
+            self.core_start is not None
+            and self.core_end is not None
+            and (start > self.core_start or end < self.core_end)
+        ):
+            raise ValueError("the window does not cover the span the timeline was loaded for")
         low = bisect.bisect_left(self.instants, start)
         high = bisect.bisect_left(self.instants, end)
-        return sum(self.deltas[low:high])
+        return self.base + sum(self.deltas[low:high])
 
 
 def lowest_tier(programme: Programme) -> str:
@@ -68,7 +94,7 @@ def lowest_tier(programme: Programme) -> str:
 
 def known_tier(programme: Programme, code: str) -> str:
     """Return ``code`` if the programme has that tier, else its lowest tier (a retired tier)."""
-    return code if any(tier.code == code for tier in programme.tiers) else lowest_tier(programme)
+    return code if code in programme.tier_ranks else lowest_tier(programme)
 
 
 @dataclass
@@ -84,7 +110,8 @@ class GrowthWriter:
     history: list[dict[str, Any]] = field(default_factory=list)
     events: list[DomainEvent] = field(default_factory=list)
     timelines: dict[int, _Timeline] = field(default_factory=dict)
-    _timeline_from: datetime | None = None
+    gifts: list[PlannedGift] = field(default_factory=list)
+    _timeline_span: tuple[datetime, datetime, datetime] | None = None
 
     def load(self, person_ids: Iterable[int], programme: Programme) -> dict[int, TierState]:
         """Load (or start) the tier rows of locked members."""
@@ -113,20 +140,42 @@ class GrowthWriter:
                 )
         return self.tiers
 
-    def load_timelines(self, person_ids: Iterable[int], since: datetime) -> None:
-        """Load the growth entries of members from ``since`` on, for window sums in memory."""
+    def load_timelines(
+        self, person_ids: Iterable[int], first: tuple[datetime, datetime], last: tuple[datetime, datetime]
+    ) -> None:
+        """Load what members' window sums need, for windows from ``first`` to ``last``.
+
+        Every window between the first and the last (``[start, end)`` pairs, both moving forward)
+        contains ``[last start, first end)``: the database sums that span once per member and only
+        the entries outside it travel, so a member with years of history costs one row plus the
+        entries of the few days a batch spans, not every entry of the window again per batch.
+        """
+        (first_start, first_end), (last_start, _) = first, last
+        if last_start >= first_end:  # the windows share nothing: keep every entry
+            last_start = first_end = first_start
+        span = (first_start, last_start, first_end)
         wanted = sorted(set(person_ids) - set(self.timelines))
-        if self._timeline_from is not None and since < self._timeline_from:
+        if self._timeline_span is not None and span != self._timeline_span:
             wanted = sorted(set(person_ids))
             self.timelines = {}
-        self._timeline_from = since if self._timeline_from is None else min(self._timeline_from, since)
+        self._timeline_span = span
         for person_id in wanted:
             self.timelines[person_id] = _Timeline()
+            if last_start < first_end:
+                self.timelines[person_id].core_start = last_start
+                self.timelines[person_id].core_end = first_end
+        if last_start < first_end:
+            for person_id, total in window_growth_of(self.session, wanted, last_start, first_end).items():
+                self.timelines[person_id].base = total
         for part in chunks(wanted):
             rows = self.session.execute(
                 select(GrowthEntry.person_id, GrowthEntry.occurred_at, GrowthEntry.delta)
-                .where(GrowthEntry.person_id.in_(part), GrowthEntry.occurred_at >= self._timeline_from)
-                .order_by(GrowthEntry.occurred_at)
+                .where(
+                    GrowthEntry.person_id.in_(part),
+                    GrowthEntry.occurred_at >= first_start,
+                    or_(GrowthEntry.occurred_at < last_start, GrowthEntry.occurred_at >= first_end),
+                )
+                .order_by(GrowthEntry.person_id, GrowthEntry.occurred_at)
             )
             for person_id, occurred_at, delta in rows:
                 self.timelines[person_id].add(occurred_at, int(delta))
@@ -308,7 +357,8 @@ def upgrade_now(
     """Raise a member at once to the tier their window growth (or floor) reaches, with the gifts.
 
     Every tier passed gives its upgrade gift once (``upgrade_gifts``): its points are credited
-    here; its coupons and packs travel in the ``tier.changed`` event for the coupon service.
+    here; its coupons and packs are planned in ``growth.gifts``, which the caller issues after
+    ``flush`` (``coupon_service.issue_upgrade_gifts``), and named in the ``tier.changed`` event.
     Needs the member's account locked, tier row loaded and growth timeline loaded.
     """
     rules = active.programme
@@ -338,6 +388,8 @@ def upgrade_now(
                 topic="points.earned",
                 payload={"tier": gift.tier, "points": gift.gift.points, "gift": True},
             )
+        if gift.gift.coupons or gift.gift.packs:
+            growth.gifts.append(PlannedGift(person_id, gift.tier, gift.gift, f"{key}:gift:{gift.tier}", at))
         if gift.tier not in state.gifted_tiers:
             state.gifted_tiers = [*state.gifted_tiers, gift.tier]
     growth.change_tier(

@@ -296,6 +296,7 @@ def replay(
         first = session.scalar(select(func.min(Order.paid_at)).where(Order.id.in_(pending)))
     checkpoints = _checkpoints(active, first, now, time_zone) if first is not None else []
     after: tuple[datetime, int] | None = None
+    taken_back_to: datetime | None = None  # refunds up to here are taken back (see below)
     while True:
         with unit_of_work(sessions) as session:
             query = (
@@ -314,23 +315,27 @@ def replay(
             if checkpoints:
                 query = query.where(Order.paid_at < checkpoints[0])
             batch = session.execute(query).all()
+            if batch:
+                clock = batch[-1][1]
+                earned = earn_for_orders(
+                    session,
+                    [order_id for order_id, _ in batch],
+                    time_zone=time_zone,
+                    now=clock,
+                    programme=active,
+                    emit_events=False,
+                )
+                report.earned += sum(1 for item in earned if item.created)
+                # A refund is never earlier than its order, and orders earn in payment order, so
+                # the refunds before the previous batch's clock were taken back then (those at
+                # that very instant are looked at again: their order may have earned just now).
+                report.refunds += _take_back_until(session, clock, time_zone, active, since=taken_back_to)
+                taken_back_to = clock
         if not batch and checkpoints:
             _run_checkpoint(sessions, checkpoints.pop(0), active, time_zone, report)
             continue
         if not batch:
             break
-        clock = batch[-1][1]
-        with unit_of_work(sessions) as session:
-            earned = earn_for_orders(
-                session,
-                [order_id for order_id, _ in batch],
-                time_zone=time_zone,
-                now=clock,
-                programme=active,
-                emit_events=False,
-            )
-            report.earned += sum(1 for item in earned if item.created)
-            report.refunds += _take_back_until(session, clock, time_zone, active)
         report.orders += len(batch)
         after = (batch[-1][1], batch[-1][0])
         if progress:
@@ -341,18 +346,27 @@ def replay(
     return report
 
 
-def _take_back_until(session: Session, clock: datetime, time_zone: ZoneInfo, active: ActiveProgramme) -> int:
-    refund_ids = list(
-        session.scalars(
-            select(Refund.id)
-            .join(OrderEarning, OrderEarning.order_id == Refund.order_id)
-            .where(
-                Refund.refunded_at <= clock,
-                ~select(RefundTakeBack.refund_id).where(RefundTakeBack.refund_id == Refund.id).exists(),
-            )
-            .order_by(Refund.refunded_at, Refund.id)
+def _take_back_until(
+    session: Session,
+    clock: datetime,
+    time_zone: ZoneInfo,
+    active: ActiveProgramme,
+    *,
+    since: datetime | None = None,
+) -> int:
+    """Take back the refunds up to ``clock`` (from ``since`` on, when given) of orders that earned."""
+    query = (
+        select(Refund.id)
+        .join(OrderEarning, OrderEarning.order_id == Refund.order_id)
+        .where(
+            Refund.refunded_at <= clock,
+            ~select(RefundTakeBack.refund_id).where(RefundTakeBack.refund_id == Refund.id).exists(),
         )
+        .order_by(Refund.refunded_at, Refund.id)
     )
+    if since is not None:
+        query = query.where(Refund.refunded_at >= since)
+    refund_ids = list(session.scalars(query))
     done = take_back_refunds(
         session, refund_ids, time_zone=time_zone, now=clock, programme=active, emit_events=False
     )

@@ -10,6 +10,7 @@ every problem with its path in the document (``earn.multipliers.tier["platinum"]
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import tomllib
@@ -93,11 +94,16 @@ class Programme(DocumentModel):
             raise ProgrammeInvalid(problems)
         return self
 
+    @functools.cached_property
+    def tier_ranks(self) -> dict[str, int]:
+        """Each tier's position, 0 for the lowest (asked for per order, so computed once)."""
+        return {tier.code: position for position, tier in enumerate(self.tiers)}
+
     def rank(self, tier_code: str) -> int:
         """Return the position of a tier, 0 for the lowest; tiers compare by rank."""
-        for position, tier in enumerate(self.tiers):
-            if tier.code == tier_code:
-                return position
+        position = self.tier_ranks.get(tier_code)
+        if position is not None:
+            return position
         raise NotFound(f'the programme {self.version} has no tier "{tier_code}"')
 
     def tier(self, code: str) -> Tier:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from memberops.identity.repository import chunks
 from memberops.kit.clock import utc_now
 from memberops.kit.db import insert_rows
+from memberops.loyalty.coupon_service import issue_upgrade_gifts
 from memberops.loyalty.earning import (
     Earning,
     LineEarning,
@@ -287,8 +288,14 @@ def earn_for_orders(
     growth = GrowthWriter(session, now, time_zone, emit_events=emit_events)
     persons = {order.person_id for order in fresh}
     tiers = growth.load(persons, rules)
-    first_day = min(order.paid_at for order in fresh).astimezone(time_zone).date()
-    growth.load_timelines(persons, growth_window(rules.evaluation, first_day, time_zone)[0])
+    # upgrade_now asks for the window that ends when the day after each payment begins.
+    first_day = fresh[0].paid_at.astimezone(time_zone).date() + timedelta(days=1)
+    last_day = fresh[-1].paid_at.astimezone(time_zone).date() + timedelta(days=1)
+    growth.load_timelines(
+        persons,
+        growth_window(rules.evaluation, first_day, time_zone),
+        growth_window(rules.evaluation, last_day, time_zone),
+    )
     days = {(order.person_id, order.paid_at.astimezone(time_zone).date()) for order in fresh}
     earned_today = _earned_on_days(session, days) if rules.earn.caps.per_day is not None else None
 
@@ -360,6 +367,10 @@ def earn_for_orders(
 
     entry_ids = writer.flush()
     growth_ids = growth.flush()
+    if growth.gifts:
+        issue_upgrade_gifts(
+            session, growth.gifts, actor=actor, time_zone=time_zone, programme=active, emit_events=emit_events
+        )
     rows: list[dict[str, Any]] = []
     for order, earning, entry_index, lot, growth_index, tier_after in planned:
         entry_id = entry_ids[entry_index] if entry_index is not None else None

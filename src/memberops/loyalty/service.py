@@ -21,6 +21,7 @@ from memberops.kit.clock import utc_now, zone
 from memberops.kit.errors import Conflict, ValidationFailed
 from memberops.loyalty import jobs, queries
 from memberops.loyalty.check import Problem, check
+from memberops.loyalty.coupon_service import issue_upgrade_gifts
 from memberops.loyalty.growth import GrowthWriter, known_tier, upgrade_now
 from memberops.loyalty.ledger import InsufficientPoints, LedgerWriter
 from memberops.loyalty.lots import expiry_of
@@ -157,7 +158,8 @@ class LoyaltyService:
         growth = GrowthWriter(session, now, self.time_zone)
         growth.load([person_id], rules)
         tomorrow = now.astimezone(self.time_zone).date() + timedelta(days=1)
-        growth.load_timelines([person_id], growth_window(rules.evaluation, tomorrow, self.time_zone)[0])
+        window = growth_window(rules.evaluation, tomorrow, self.time_zone)
+        growth.load_timelines([person_id], window, window)
         # A task always leaves a growth entry (even one worth only points), so its limit counts it.
         growth.add(
             person_id,
@@ -193,6 +195,7 @@ class LoyaltyService:
         )
         writer.flush()
         growth.flush()
+        issue_upgrade_gifts(session, growth.gifts, actor=actor, time_zone=self.time_zone, programme=active)
         return definition.growth
 
     def set_floor(
