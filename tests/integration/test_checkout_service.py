@@ -9,6 +9,7 @@ import pytest
 from memberops.kit.errors import Conflict, ValidationFailed
 from memberops.loyalty import checkout_service, coupon_service
 from memberops.loyalty.cart import Cart, CartLine
+from memberops.loyalty.check import check
 from memberops.loyalty.checkout_service import SettleRequest
 from memberops.loyalty.coupon_service import IssueRequest
 from memberops.loyalty.coupons import CouponRejected
@@ -174,40 +175,47 @@ def refund(svc: Services, settlement_id: int, key: str, amount: int | None, at: 
     )
 
 
-def test_a_partial_refund_releases_nothing_and_the_last_one_releases_everything(
+def test_a_partial_refund_gives_back_its_share_of_points_and_the_last_one_everything(
     shop: tuple[Services, int, int, int],
 ) -> None:
     svc, ann, _, repurchase = shop
+    # 60.00 of apples − 10.00 (repurchase_10) − 25 points (25.00) = 25.00 paid in money.
     settled = settle(svc, order(ann, (repurchase,), 25)).settlement
+    assert (settled.payable_fen, balance(svc, ann)) == (2500, 275)
 
-    part = refund(svc, settled.id, "r1", 1000)
+    part = refund(svc, settled.id, "r1", 1000)  # 10.00 of 25.00: 25 × 1000 / 2500 = 10 points
     assert (part.settlement.refunded_fen, part.settlement.status, part.refund.points_restored) == (
         1000,
         "settled",
-        0,
+        10,
     )
-    assert balance(svc, ann) == 275
+    assert (balance(svc, ann), part.refund.coupons_released) == (285, False)
+    assert coupon_states(svc)[1] == (repurchase, "repurchase_10", "redeemed")
+    cent = refund(svc, settled.id, "r2", 1)  # 25 × 1001 / 2500 = 10.01: still 10, rounded down
+    assert (cent.refund.points_restored, balance(svc, ann)) == (0, 285)
     with pytest.raises(Conflict, match="partly refunded: refund the rest"):
         write(
             svc, lambda s: checkout_service.cancel_settlement(s, settled.id, reason="x", actor="pos", now=NOW)
         )
     before = snapshot(svc)
-    with pytest.raises(ValidationFailed, match=r"is 0\.01 to 15\.00 yuan, not 15\.01"):
-        refund(svc, settled.id, "r2", 1501)
+    with pytest.raises(ValidationFailed, match=r"is 0\.01 to 14\.99 yuan, not 15\.00"):
+        refund(svc, settled.id, "r3", 1500)
     assert snapshot(svc) == before
 
-    rest = refund(svc, settled.id, "r2", None)
+    rest = refund(svc, settled.id, "r3", None)
     assert (rest.refund.amount_fen, rest.settlement.status, rest.refund.points_restored) == (
-        1500,
+        1499,
         "refunded",
-        25,
+        15,
     )
     assert rest.refund.coupons_released
-    assert balance(svc, ann) == 300
+    assert (balance(svc, ann), rest.settlement.points_restored) == (300, 25)
     assert coupon_states(svc)[1] == (repurchase, "repurchase_10", "issued")
     before = snapshot(svc)
-    assert not refund(svc, settled.id, "r2", None).created
+    assert not refund(svc, settled.id, "r3", None).created
+    assert not refund(svc, settled.id, "r1", 1000).created
     assert snapshot(svc) == before
+    assert read(svc, check) == []
 
 
 def test_a_coupon_released_after_its_window_is_expired(shop: tuple[Services, int, int, int]) -> None:

@@ -95,7 +95,7 @@ class Model:
     lots: list[Lot] = field(default_factory=list)
     orders: list[PaidOrder] = field(default_factory=list)
     spends: dict[str, tuple[int, list[tuple[Lot, int]]]] = field(default_factory=dict)
-    restored: set[str] = field(default_factory=set)
+    restored: dict[str, list[int]] = field(default_factory=dict)  # given back per draw of a spend
     adjusted: dict[str, int] = field(default_factory=dict)
 
     def new_lot(self, amount: int, at: datetime) -> Lot:
@@ -180,7 +180,20 @@ steps = st.lists(
 )
 @given(policy=st.sampled_from(sorted(POLICIES)), plan=steps)
 # The paths that matter most, always run: spent points refunded, then credits that fill the hole;
-# a restore into a lot that expired meanwhile; partial refunds adding up to the whole order.
+# a restore into a lot that expired meanwhile; partial refunds adding up to the whole order;
+# a spend over two lots given back in parts (a partly refunded checkout), the rest at the end.
+@example(
+    policy="claw_back_from_future",
+    plan=[
+        ("earn", 199, 0, 0),
+        ("earn", 99, 0, 30),
+        ("spend", 24, 0, 1),
+        ("restore", 0, 2, 1),
+        ("restore", 0, 1, 400),
+        ("restore", 0, 0, 1),
+        ("spend", 0, 1, 0),
+    ],
+)
 @example(
     policy="claw_back_from_future",
     plan=[
@@ -336,20 +349,35 @@ def test_random_sequences_keep_the_ledger_equal_to_its_entries(
                 model.adjusted[key] = amount
                 model.credit(amount, now)
         elif action == "restore":
-            open_spends = [key for key in model.spends if key not in model.restored]
+            given = {
+                key: model.restored.get(key, [0] * len(draws)) for key, (_, draws) in model.spends.items()
+            }
+            open_spends = [key for key, (amount, _) in model.spends.items() if sum(given[key]) < amount]
             if not open_spends:
                 continue
             key = open_spends[a % len(open_spends)]
             amount, draws = model.spends[key]
+            left = amount - sum(given[key])
+            part = None if b == 0 else max(1, left * b // 4)  # b = 0: all that is left
             with unit_of_work(services.sessions) as session:
-                restore_points(session, key, key=f"{key}-back", actor="p", now=now)
-            model.restored.add(key)
+                restore_points(
+                    session, key, key=f"{key}-back-{sum(given[key])}", actor="p", now=now, points=part
+                )
+            wanted = left if part is None else part
             hole = max(0, -model.balance)
-            model.balance += amount
-            for lot, taken in draws:
-                lot.remaining += taken
+            model.balance += wanted
+            back_into = []
+            for index in reversed(range(len(draws))):  # the lots drawn last get theirs back first
+                lot, taken = draws[index]
+                back = min(taken - given[key][index], wanted)
+                if back > 0:
+                    lot.remaining += back
+                    given[key][index] += back
+                    back_into.append(lot)
+                    wanted -= back
+            model.restored[key] = given[key]
             model.expire(now)
-            model.repay([lot for lot, _ in draws], hole)
+            model.repay(back_into, hole)
         elif action == "refund":
             candidates = [order for order in model.orders if order.refunded_fen < order.paid_fen]
             if not candidates:

@@ -11,9 +11,9 @@ the first settlement; with different content it is a ``Conflict``.
 **Release rule** (ADR 0007). Cancelling a settlement, or refunds that reach its whole payable
 amount, release everything: the coupons are usable again (or ``expired`` if their window has
 ended meanwhile) and the points go back into the lots they came from (the ledger's restore). A
-partial refund is recorded and releases nothing: a coupon cannot be split, and the ledger restores
-a spend whole, into the very lots it drew on; once the refunds add up to the whole order,
-everything is released.
+partial refund gives back its share of the points (spent × refunded / payable, rounded down, into
+the lots the spend drew on) and keeps the coupons, since a coupon cannot be split; once the
+refunds add up to the whole order, the rest of the points and the coupons are released.
 """
 
 from __future__ import annotations
@@ -356,8 +356,10 @@ def refund_settlement(
 ) -> RefundOutcome:
     """Record money given back on a settlement (``amount_fen`` None: all that is left).
 
-    Once the refunds add up to the whole payable amount the coupons and points are released and
-    the settlement is ``refunded``; a partial refund releases nothing (see the module docstring).
+    A partial refund gives back the same share of the points the order was paid with (rounded
+    down, so the points given back never run ahead of the money); once the refunds add up to the
+    whole payable amount the rest of the points and the coupons are released and the settlement
+    is ``refunded`` (see the module docstring).
     """
     holdings.check_key(key)
     if reason is not None:
@@ -387,13 +389,10 @@ def refund_settlement(
         )
     settlement.refunded_fen += amount
     whole = settlement.refunded_fen == settlement.payable_fen
-    if whole:
-        _release(session, settlement, reason="order refunded in full", actor=actor, now=now)
-        settlement.status = REFUNDED
     refund = CheckoutRefund(
         settlement_id=settlement.id,
         amount_fen=amount,
-        points_restored=settlement.points_spent if whole else 0,
+        points_restored=0,
         coupons_released=whole and bool(settlement.coupon_ids),
         reason=reason,
         idempotency_key=key,
@@ -401,6 +400,14 @@ def refund_settlement(
         refunded_at=now,
     )
     session.add(refund)
+    session.flush()
+    restored_before = settlement.points_restored
+    if whole:
+        _release(session, settlement, reason="order refunded in full", actor=actor, now=now)
+        settlement.status = REFUNDED
+    else:
+        _release_share(session, settlement, refund_id=refund.id, actor=actor, now=now)
+    refund.points_restored = settlement.points_restored - restored_before
     session.flush()
     _emit(
         session,
@@ -411,6 +418,7 @@ def refund_settlement(
             "refund_id": refund.id,
             "amount_fen": amount,
             "refunded_fen": settlement.refunded_fen,
+            "points_restored": refund.points_restored,
             "whole": whole,
         },
         key=f"checkout.refunded:{refund.id}",
@@ -439,6 +447,38 @@ def _release(
             now=now,
         )
         settlement.points_restored = settlement.points_spent
+
+
+def _release_share(
+    session: Session, settlement: CheckoutSettlement, *, refund_id: int, actor: str, now: datetime
+) -> None:
+    """Give back the points share of a partial refund: spent × refunded / payable, less what came back."""
+    if settlement.points_spend_key is None or settlement.payable_fen <= 0:
+        return
+    due = points_share(settlement.points_spent, settlement.refunded_fen, settlement.payable_fen)
+    if due <= settlement.points_restored:
+        return
+    restore_points(
+        session,
+        settlement.points_spend_key,
+        key=f"checkout:{settlement.id}:refund:{refund_id}:points",
+        actor=actor,
+        reason=f"partial refund of order {settlement.source}/{settlement.external_order_id}",
+        now=now,
+        points=due - settlement.points_restored,
+    )
+    settlement.points_restored = due
+
+
+def points_share(points_spent: int, refunded_fen: int, payable_fen: int) -> int:
+    """The points a settlement has given back once ``refunded_fen`` of ``payable_fen`` is refunded.
+
+    Rounded down until the refund is whole, so partial refunds never return more than their share
+    and the last one returns the rest exactly.
+    """
+    if refunded_fen >= payable_fen:
+        return points_spent
+    return points_spent * refunded_fen // payable_fen
 
 
 def _emit(

@@ -8,6 +8,7 @@ None of them commits.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -20,6 +21,7 @@ from memberops.loyalty import lots as lot_rules
 from memberops.loyalty.ledger import (
     REASON_LENGTH,
     AccountState,
+    IdempotencyConflict,
     InsufficientPoints,
     LedgerWriter,
     entry_by_key,
@@ -116,33 +118,57 @@ def restore_points(
     actor: str,
     reason: str | None = None,
     now: datetime | None = None,
+    points: int | None = None,
 ) -> PointsEntry:
-    """Put back exactly the points the spend stored under ``spend_key`` drew, into the same lots.
+    """Put back points the spend stored under ``spend_key`` drew, into the very lots they came from.
 
+    ``points`` restores part of the spend (a partial refund of the order it paid for); by default
+    all that is not restored yet. Several partial restores of one spend never add up to more than
+    it: each lot gets back at most what the spend drew from it, the lots drawn last (the ones that
+    expire latest) first, so a member keeps their points as long as the spend allowed.
     Points whose lot has expired since come back and expire again at once (an ``expire`` entry in
     the same transaction): the member ends up with what they would have had without the spend.
-    A spend is restored once; a second restore under another key is a ``Conflict``.
+    Replaying ``key`` returns the first restore; a spend restored in full is a ``Conflict``.
     """
     _check_key(key)
     now = now or utc_now()
     spend = entry_by_key(session, spend_key)
     if spend is None or spend.kind != "spend":
         raise NotFound(f"no spend is stored under the key {spend_key!r}")
+    if points is not None and points <= 0:
+        raise ValidationFailed(f"restore a positive number of points, not {points}")
     writer = LedgerWriter(session, now)
     account = writer.lock([spend.person_id])[spend.person_id]
-    previous = replayed(session, key, person_id=spend.person_id, kind="restore", delta=-spend.delta)
+    previous = replayed(session, key, person_id=spend.person_id, kind="restore", delta=points)
     if previous is not None:
+        if previous.reverses_entry_id != spend.id:
+            raise IdempotencyConflict(
+                f"idempotency key {key!r} restored another spend (entry {previous.reverses_entry_id})",
+                entry_id=previous.id,
+            )
         return previous
-    earlier = session.scalars(
-        select(PointsEntry.id).where(PointsEntry.reverses_entry_id == spend.id, PointsEntry.kind == "restore")
-    ).first()
-    if earlier is not None:
-        raise Conflict(f"the spend {spend_key!r} was already restored (entry {earlier})", entry_id=earlier)
     drawn = session.execute(
         select(PointsAllocation.lot_id, PointsAllocation.amount)
         .where(PointsAllocation.entry_id == spend.id)
         .order_by(PointsAllocation.id)
     ).all()
+    given_back: dict[int, int] = defaultdict(int)
+    for lot_id, amount in session.execute(
+        select(PointsAllocation.lot_id, PointsAllocation.amount)
+        .join(PointsEntry, PointsEntry.id == PointsAllocation.entry_id)
+        .where(PointsEntry.reverses_entry_id == spend.id, PointsEntry.kind == "restore")
+    ):
+        given_back[lot_id] += -amount  # a restore's allocations are negative draws
+    left = -spend.delta - sum(given_back.values())
+    if left == 0:
+        raise Conflict(f"the spend {spend_key!r} was already restored in full", spend_entry_id=spend.id)
+    if points is not None and points > left:
+        raise Conflict(
+            f"only {left} points of the spend {spend_key!r} are not restored yet, not {points}",
+            spend_entry_id=spend.id,
+            restorable=left,
+        )
+    wanted = left if points is None else points
     writer.load_lots([spend.person_id], lot_ids=[lot_id for lot_id, _ in drawn])
     assert account.lots is not None
     active = active_programme(session)
@@ -151,7 +177,7 @@ def restore_points(
     index = writer.append(
         account,
         kind="restore",
-        delta=-spend.delta,
+        delta=wanted,
         key=key,
         reason=_check_reason(reason or f"restores spend {spend.id}"),
         source=spend.source,
@@ -160,13 +186,20 @@ def restore_points(
         programme_version_id=version_id,
         reverses_entry_id=spend.id,
         topic="points.restored",
-        payload={"points": -spend.delta, "spend_entry_id": spend.id},
+        payload={"points": wanted, "spend_entry_id": spend.id},
     )
     restored = []
-    for lot_id, amount in drawn:
+    for lot_id, amount in reversed(drawn):
+        back = min(amount - given_back[lot_id], wanted)
+        given_back[lot_id] += max(back, 0)
+        if back <= 0:
+            continue
         lot = account.lots[lot_id]
-        writer.allocate(index, lot, -amount)
+        writer.allocate(index, lot, -back)
         restored.append(lot)
+        wanted -= back
+        if wanted == 0:
+            break
     # Expired points are gone even when they come back, so they cannot fill a refund hole either.
     writer.expire_due(account, programme_version_id=version_id, actor=actor)
     writer.repay(
