@@ -82,6 +82,9 @@ def test_openapi_names_the_package_and_every_endpoint(api: Api) -> None:
         ("GET", "/api/v1/reports/points"),
         ("GET", "/api/v1/reports/tiers"),
         ("GET", "/api/v1/reports/coupons"),
+        ("GET", "/api/v1/insight/rfm"),
+        ("GET", "/api/v1/insight/lifecycle"),
+        ("GET", "/api/v1/insight/layers"),
     }
     assert schema["components"]["securitySchemes"]["ApiKey"] == {
         "type": "http",

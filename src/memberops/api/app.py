@@ -22,6 +22,7 @@ from memberops.api import events, identity, keys, loyalty, members, orders, pers
 from memberops.api.checkout import router as checkout_router
 from memberops.api.deps import ServicesDep, reading
 from memberops.api.errors import install_error_handlers
+from memberops.api.insight import router as insight_router
 from memberops.api.offers import router as offers_router
 from memberops.api.reports import router as reports_router
 from memberops.ingest.intake import OrderIntake
@@ -105,6 +106,7 @@ def _assemble() -> FastAPI:
     for router in (checkout_router, offers_router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(reports_router, prefix=API_PREFIX)
+    app.include_router(insight_router, prefix=API_PREFIX)
     return app
 
 

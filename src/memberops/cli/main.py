@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from memberops.cli.admin import apikey_app, channel_app, db_app
+from memberops.cli.analyze import analyze_app
 from memberops.cli.demo import demo, identity_accuracy
 from memberops.cli.imports import import_app
 from memberops.cli.loyalty import loyalty_app, points_app, programme_app, tier_app
@@ -36,6 +37,7 @@ app.add_typer(plan_app, name="plan")
 app.add_typer(checkout_app, name="checkout")
 app.add_typer(benefit_app, name="benefit")
 app.add_typer(report_app, name="report")
+app.add_typer(analyze_app, name="analyze")
 app.command("demo")(demo)
 app.command("serve")(serve)
 identity_app.command("accuracy")(identity_accuracy)

@@ -1,0 +1,331 @@
+"""``memberops analyze rfm|lifecycle|layers``: the insight analyses as tables, CSV or JSON.
+
+``--as-of`` is a business date in the brand's time zone (``MEMBEROPS_TIME_ZONE``); nothing after
+it is read, so the same data and as-of date always give the same answer. ``--period`` is a month
+(``2026-10``), a year, a date range (``2026-10-01..2026-10-31``) or a trailing window (``90d``,
+``12m``). ``table`` and ``json`` print the summary; ``csv`` prints one row per person.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from fractions import Fraction
+from typing import Annotated, Any
+
+import pyarrow as pa
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from memberops.cli.common import console, print_json, reports_errors, services
+from memberops.cli.reports import percent, yuan
+from memberops.insight import service
+from memberops.insight.periods import InvalidPeriod
+from memberops.insight.rules import (
+    LAYER_ORDER,
+    MEDIAN,
+    QUINTILES,
+    RFM_CLASS_NAMES,
+    STAGE_ORDER,
+    LayerSettings,
+    LifecycleSettings,
+    RfmCuts,
+    RfmSettings,
+)
+from memberops.kit.money import InvalidAmount, fen_to_yuan, yuan_to_fen
+
+analyze_app = typer.Typer(
+    help="Member insight: RFM classes, lifecycle stages and flows, relationship layers and health metrics.",
+    no_args_is_help=True,
+)
+
+
+class AnalysisFormat(StrEnum):
+    """How an analysis prints: a summary table, the summary as JSON, or one CSV row per person."""
+
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+
+
+AsOfOption = Annotated[
+    datetime | None,
+    typer.Option(
+        "--as-of", formats=["%Y-%m-%d"], help="business date the analysis is taken on (default: see --period)"
+    ),
+]
+PeriodOption = Annotated[
+    str | None,
+    typer.Option(
+        "--period",
+        help="2026-10, 2026, 2026-10-01..2026-10-31, 90d or 12m (a calendar period sets the as-of date "
+        "to its end when --as-of is not given)",
+    ),
+]
+FormatOption = Annotated[AnalysisFormat, typer.Option("--format")]
+
+
+def _window(analysis: str, as_of: datetime | None, period: str | None) -> service.Window:
+    return service.window(
+        analysis, as_of.date() if as_of is not None else None, period, services().settings.time_zone
+    )
+
+
+def _csv(table: pa.Table, money_columns: tuple[str, ...] = ()) -> None:
+    """Write one row per person; money columns in fen are written as yuan strings."""
+    names = [name.removesuffix("_fen") if name in money_columns else name for name in table.column_names]
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(names)
+    columns = [table.column(name).to_pylist() for name in table.column_names]
+    money = [name in money_columns for name in table.column_names]
+    for row in zip(*columns, strict=True):
+        writer.writerow(
+            [fen_to_yuan(value) if is_money else value for value, is_money in zip(row, money, strict=True)]
+        )
+
+
+def _integers(text: str | None, option: str) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise InvalidPeriod(f"{option} takes whole numbers separated by commas, not {text!r}") from None
+    if list(values) != sorted(values):
+        raise InvalidPeriod(f"{option} must be ascending")
+    return values
+
+
+def _yuan_list(text: str | None, option: str) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(yuan_to_fen(part.strip()) for part in text.split(","))
+    except InvalidAmount as error:
+        raise InvalidPeriod(f"{option}: {error.message}") from None
+    if list(values) != sorted(values):
+        raise InvalidPeriod(f"{option} must be ascending")
+    return values
+
+
+def _quantiles(text: str | None) -> tuple[Fraction, ...]:
+    if text is None:
+        return QUINTILES
+    try:
+        values = tuple(Fraction(part.strip()) for part in text.split(","))
+    except (ValueError, ZeroDivisionError):
+        raise InvalidPeriod(
+            f"--score-quantiles takes fractions like 1/5,2/5 or 0.2,0.4, not {text!r}"
+        ) from None
+    if any(not 0 < value <= 1 for value in values):
+        raise InvalidPeriod("--score-quantiles must lie in (0, 1]")
+    return values
+
+
+@analyze_app.command("rfm")
+@reports_errors
+def rfm(
+    as_of: AsOfOption = None,
+    period: PeriodOption = None,
+    output: FormatOption = AnalysisFormat.TABLE,
+    score_quantiles: Annotated[
+        str | None, typer.Option(help="score cut points as fractions (default 1/5,2/5,3/5,4/5: scores 1–5)")
+    ] = None,
+    recency_cuts: Annotated[
+        str | None, typer.Option(help="brand score cuts for recency days, ascending (e.g. 7,30,90,180)")
+    ] = None,
+    frequency_cuts: Annotated[
+        str | None, typer.Option(help="brand score cuts for purchase days, ascending (e.g. 1,2,4,8)")
+    ] = None,
+    monetary_cuts: Annotated[
+        str | None, typer.Option(help="brand score cuts for spend in yuan, ascending (e.g. 50,200,500,1000)")
+    ] = None,
+    class_cuts: Annotated[
+        str | None,
+        typer.Option(
+            help="brand class thresholds 'DAYS,DAYS_OF_PURCHASE,YUAN': R high below, F and M high above "
+            "(default: the population medians)"
+        ),
+    ] = None,
+) -> None:
+    """RFM per person over the period (default: the 12 months to the as-of date) and the eight classes."""
+    cuts = None
+    if class_cuts is not None:
+        parts = class_cuts.split(",")
+        if len(parts) != 3:
+            raise InvalidPeriod("--class-cuts takes DAYS,DAYS_OF_PURCHASE,YUAN")
+        try:
+            cuts = RfmCuts(int(parts[0]), int(parts[1]), yuan_to_fen(parts[2].strip()))
+        except (ValueError, InvalidAmount):
+            raise InvalidPeriod(f"--class-cuts: cannot read {class_cuts!r}") from None
+    settings = RfmSettings(
+        score_quantiles=_quantiles(score_quantiles),
+        class_quantile=MEDIAN,
+        recency_score_cuts=_integers(recency_cuts, "--recency-cuts"),
+        frequency_score_cuts=_integers(frequency_cuts, "--frequency-cuts"),
+        monetary_score_cuts=_yuan_list(monetary_cuts, "--monetary-cuts"),
+        class_cuts=cuts,
+    )
+    run = _window("rfm", as_of, period)
+    engine = services().engine
+    if output is AnalysisFormat.CSV:
+        _csv(service.rfm_people(engine, run, settings), ("monetary_fen",))
+        return
+    report = service.rfm_report(engine, run, settings)
+    if output is AnalysisFormat.JSON:
+        print_json(report.as_dict())
+        return
+    data = report.as_dict()
+    _print_table(
+        f"RFM {report.period.start} – {report.period.end}, as of {report.as_of} ({report.people:,} people)",
+        ["class", "名称", "people", "share", "spend", "purchase days"],
+        [
+            [
+                figures.rfm_class.value,
+                RFM_CLASS_NAMES[figures.rfm_class],
+                f"{figures.people:,}",
+                percent(_fraction(figures.share)),
+                yuan(figures.monetary_fen),
+                f"{figures.purchase_days:,}",
+            ]
+            for figures in report.classes
+        ],
+    )
+    console.print(
+        f"class cuts: R below {data['class_cuts']['recency_days']} days, F above "
+        f"{data['class_cuts']['frequency']} purchase days, M above ¥{data['class_cuts']['monetary']}; "
+        f"score cuts: R {data['score_cuts']['recency_days']}, F {data['score_cuts']['frequency']}, "
+        f"M {data['score_cuts']['monetary']}"
+    )
+
+
+@analyze_app.command("lifecycle")
+@reports_errors
+def lifecycle(
+    as_of: AsOfOption = None,
+    period: PeriodOption = None,
+    output: FormatOption = AnalysisFormat.TABLE,
+    cycle_days: Annotated[int, typer.Option(help="the brand's repurchase cycle in days")] = 30,
+    stage_cycles: Annotated[
+        str, typer.Option(help="NEW,ACTIVE,SILENT,SLEEPING bounds in cycles since the first/last purchase")
+    ] = "1,1,2,6",
+) -> None:
+    """Lifecycle stage per person on the as-of date, and the flows since the end of the previous period."""
+    bounds = _integers(stage_cycles, "--stage-cycles") if "," in stage_cycles else None
+    if bounds is None or len(bounds) != 4:
+        raise InvalidPeriod("--stage-cycles takes four whole numbers: NEW,ACTIVE,SILENT,SLEEPING")
+    try:
+        settings = LifecycleSettings(cycle_days, *bounds)
+    except ValueError as error:
+        raise InvalidPeriod(str(error)) from None
+    run = _window("lifecycle", as_of, period)
+    engine = services().engine
+    if output is AnalysisFormat.CSV:
+        _csv(service.lifecycle_people(engine, run, settings))
+        return
+    report = service.lifecycle_report(engine, run, settings)
+    if output is AnalysisFormat.JSON:
+        print_json(report.as_dict())
+        return
+    _print_table(
+        f"lifecycle stages on {report.as_of} (cycle {cycle_days} days)",
+        ["stage", f"on {report.previous_as_of}", f"on {report.as_of}"],
+        [
+            [stage.value, f"{report.previous_counts[stage]:,}", f"{report.counts[stage]:,}"]
+            for stage in STAGE_ORDER
+        ],
+    )
+    names = ["none", *(stage.value for stage in STAGE_ORDER)]
+    _print_table(
+        f"flows {report.previous_as_of} → {report.as_of} (rows: from, columns: to)",
+        ["from \\ to", *names],
+        [[source, *(f"{report.flows.get((source, target), 0):,}" for target in names)] for source in names],
+    )
+
+
+@analyze_app.command("layers")
+@reports_errors
+def layers(
+    as_of: AsOfOption = None,
+    period: PeriodOption = None,
+    output: FormatOption = AnalysisFormat.TABLE,
+) -> None:
+    """The five relationship layers for the period and the health metrics (FAST+).
+
+    Capital, Conversion, Connection per field and CLV's transaction part, with the layer
+    transitions from the previous period (default period: the calendar month of the as-of date).
+    """
+    run = _window("layers", as_of, period)
+    engine = services().engine
+    settings = LayerSettings()
+    if output is AnalysisFormat.CSV:
+        _csv(service.layers_people(engine, run, settings))
+        return
+    report = service.layers_report(engine, run, settings)
+    data = report.as_dict()
+    if output is AnalysisFormat.JSON:
+        print_json(data)
+        return
+    _print_table(
+        f"relationship layers {report.period.start} – {report.period.end}",
+        ["layer", "people"],
+        [[layer.code, f"{report.counts[layer]:,}"] for layer in LAYER_ORDER],
+    )
+    _print_table(
+        "health metrics",
+        ["metric", "value", "how"],
+        [
+            ["capital", f"{report.capital:,}", "people in any layer at the end of the period"],
+            [
+                "conversion",
+                _share(data["conversion"]),
+                f"{report.deepened:,} deepened ÷ {report.previous_capital:,} "
+                f"capital of {report.previous.label}",
+            ],
+            *(
+                [
+                    "connection " + item.field,
+                    _share(data["connection"][item.field]),
+                    f"{item.held:,} of {item.visitors:,} visitors hold a layer",
+                ]
+                for item in report.fields
+            ),
+            [
+                "CLV (transactions)",
+                f"¥{data['clv_transaction_value']}",
+                "net spend to date of the people in a layer",
+            ],
+        ],
+    )
+    names = ["none", *(layer.code for layer in LAYER_ORDER)]
+    _print_table(
+        f"transitions {report.previous.label} → {report.period.label} (rows: from, columns: to)",
+        ["from \\ to", *names],
+        [
+            [source, *(f"{report.transitions.get((source, target), 0):,}" for target in names)]
+            for source in names
+        ],
+    )
+
+
+def _fraction(value: Fraction | None) -> Decimal | None:
+    return None if value is None else Decimal(value.numerator) / Decimal(value.denominator)
+
+
+def _share(value: Any) -> str:
+    return percent(None if value is None else Decimal(value))
+
+
+def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    table = Table(title=title)
+    for index, column in enumerate(columns):
+        table.add_column(column, justify="left" if index == 0 else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    natural = console.measure(table, options=console.options.update_width(10_000)).maximum
+    # Print at full width so no figure is ever cut short on a narrow terminal.
+    (console if natural <= console.width else Console(width=natural, soft_wrap=True)).print(table)
