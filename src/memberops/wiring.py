@@ -14,6 +14,7 @@ from memberops.kit.crypto import IdentifierVault, get_vault
 from memberops.kit.db import get_engine, read_only, session_factory
 from memberops.kit.settings import Settings, get_settings
 from memberops.loyalty.ingest_hook import LoyaltyIngestService
+from memberops.loyalty.merging import LoyaltyCarrier
 from memberops.loyalty.service import LoyaltyService
 
 
@@ -43,8 +44,8 @@ def build_services(
         absorb_anonymous=settings.absorb_anonymous_persons,
         merge_compatible=settings.merge_compatible_persons,
     )
-    identity = IdentityService(vault, policy)
     loyalty = LoyaltyService(settings.time_zone)
+    identity = IdentityService(vault, policy, carrier=LoyaltyCarrier(loyalty.time_zone))
     return Services(
         settings=settings,
         engine=engine,

@@ -62,6 +62,7 @@ def test_openapi_names_the_package_and_every_endpoint(api: Api) -> None:
         ("POST", "/api/v1/members/{person}/points/adjustments"),
         ("POST", "/api/v1/members/{person}/points/redemptions"),
         ("GET", "/api/v1/members/{person}/tier"),
+        ("POST", "/api/v1/members/{person}/tasks/{task}"),
         ("POST", "/api/v1/checkout/quote"),
         ("POST", "/api/v1/checkout/settle"),
         ("GET", "/api/v1/checkout/{settlement_id}"),

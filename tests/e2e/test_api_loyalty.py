@@ -160,3 +160,31 @@ def test_a_refund_through_the_api_takes_points_back(api: Api) -> None:
 
     assert response.status_code == 201
     assert api.get("/members/1/points").json()["balance"] == 5
+
+
+def complete(api: Api, task: str, key: str | None, role: Role = Role.OPERATOR) -> httpx.Response:
+    headers = {**api.headers(role), **({"Idempotency-Key": key} if key else {})}
+    return api.client.post(f"/api/v1/members/member_no:M0001/tasks/{task}", headers=headers)
+
+
+def test_a_growth_task_is_completed_once_through_the_api(api: Api) -> None:
+    first = complete(api, "complete_profile", "profile-1")
+    assert (first.status_code, first.json()) == (
+        201,
+        {"person_id": 1, "task": "complete_profile", "growth": 50, "points": 0, "created": True},
+    )
+    before = api.counts()
+    replay = complete(api, "complete_profile", "profile-1")
+    again = complete(api, "complete_profile", "profile-2")
+    unknown = complete(api, "no_such_task", "x-1")
+    no_key = complete(api, "first_review", None)
+    analyst = complete(api, "first_review", "review-1", role=Role.ANALYST)
+
+    assert (replay.status_code, replay.json()["created"]) == (200, False)
+    assert error_of(again) == (409, "task_limit_reached")
+    assert error_of(unknown)[0] == 404
+    assert error_of(no_key) == (422, "validation_failed")
+    assert error_of(analyst) == (403, "forbidden")
+    assert api.counts() == before
+    tier_view = api.get("/members/1/tier").json()
+    assert tier_view["growth_total"] == 105 + 50

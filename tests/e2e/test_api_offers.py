@@ -160,8 +160,13 @@ def test_quote_settle_replay_and_refund(api: Api) -> None:
     part = post(api, f"/checkout/{view['id']}/refunds", {"amount": "5.00"}, "refund-1")
     rest = post(api, f"/checkout/{view['id']}/refunds", {}, "refund-2")
     assert part.status_code == 201
-    assert (part.json()["settlement"]["refunded"], part.json()["refund"]["points_restored"]) == ("5.00", 0)
-    assert (rest.json()["settlement"]["status"], rest.json()["refund"]["amount"]) == ("refunded", "20.00")
+    # 5.00 of the 25.00 paid: 25 points × 500 / 2500 = 5 come back now, the other 20 with the rest.
+    assert (part.json()["settlement"]["refunded"], part.json()["refund"]["points_restored"]) == ("5.00", 5)
+    assert (
+        rest.json()["settlement"]["status"],
+        rest.json()["refund"]["amount"],
+        rest.json()["refund"]["points_restored"],
+    ) == ("refunded", "20.00", 20)
     assert api.get("/members/1/points").json()["balance"] == 100
     assert api.get(f"/coupons/%23{coupon['id']}").json()["status"] == "issued"
     assert error_of(post(api, f"/checkout/{view['id']}/cancel", {"reason": "x"}, None)) == (

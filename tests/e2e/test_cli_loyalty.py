@@ -134,3 +134,25 @@ def test_jobs_run_and_a_replay_finds_nothing_left(brand: Path) -> None:
     assert replayed.returncode == 0, replayed.stderr
     assert json.loads(replayed.stdout)["earned"] == 0
     assert json.loads(shown.stdout)["version"] == "2026.1"
+
+
+def test_a_growth_task_is_rewarded_once_and_past_its_limit_the_command_is_refused(brand: Path) -> None:
+    done = memberops(brand, "tier", "task", "member_no:C1", "first_review", "--key", "r1", "--format", "json")
+    again = memberops(brand, "tier", "task", "member_no:C1", "first_review", "--key", "r1")
+    refused = memberops(brand, "tier", "task", "member_no:C1", "first_review", "--key", "r2")
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "person_id": 1,
+        "task": "first_review",
+        "growth": 30,
+        "points": 10,
+        "created": True,
+    }
+    assert (again.returncode, again.stdout.strip()) == (
+        0,
+        "task first_review already rewarded (nothing changed): 30 growth, 10 points",
+    )
+    assert refused.returncode == 2  # EXIT_REFUSED
+    assert 'growth task "first_review" is rewarded once per member' in refused.stderr
+    assert balance(brand)["balance"] == 420

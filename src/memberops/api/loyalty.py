@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from memberops.access.rules import Permission
 from memberops.access.service import Caller
-from memberops.api.deps import PersonReader, ServicesDep, reading, require, writing
+from memberops.api.deps import Ingestor, PersonReader, ServicesDep, reading, require, writing
 from memberops.api.schemas import MAX_ID, Text, error_responses, safe_text
 from memberops.identity import repository
 from memberops.identity.queries import resolve_reference
@@ -27,6 +27,7 @@ from memberops.kit.errors import NotFound
 from memberops.loyalty.points import adjust_points, spend_points
 from memberops.loyalty.programme import load_programme
 from memberops.loyalty.queries import entry_view
+from memberops.loyalty.tasks import complete_task
 from memberops.loyalty.versions import ActiveProgramme, require_programme
 from memberops.models import PointsEntry
 from memberops.wiring import Services
@@ -196,7 +197,8 @@ class PointsEntryView(BaseModel):
     person_id: int
     kind: str = Field(
         examples=["spend"],
-        description="earn, gift, adjust, spend, restore, refund_take_back, expire, claw_back",
+        description="earn, gift, adjust, spend, restore, refund_take_back, expire, claw_back, "
+        "merge, split_out, split_in",
     )
     delta: int
     balance_after: int
@@ -388,6 +390,61 @@ class TierView(BaseModel):
     downgrade_warning: DowngradeWarning | None = None
     next_evaluation_on: str | None = None
     history: list[dict[str, Any]]
+
+
+class TaskRewardView(BaseModel):
+    """What completing a growth task gave; ``created`` False on a replay."""
+
+    person_id: int
+    task: str
+    growth: int
+    points: int
+    created: bool
+
+
+TaskPath = Annotated[
+    str, Path(min_length=1, max_length=64, description="a growth task's code in the programme")
+]
+
+
+@router.post(
+    "/members/{person}/tasks/{task}",
+    response_model=TaskRewardView,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": TaskRewardView, "description": "a replay"}, **error_responses(404, 409)},
+    summary="Complete a growth task",
+)
+def complete_growth_task(
+    person: PersonPath,
+    task: TaskPath,
+    key: IdempotencyKey,
+    caller: Ingestor,
+    services: ServicesDep,
+    response: Response,
+) -> TaskRewardView:
+    """Reward a growth task the member completed (growth value and points, once per its limit).
+
+    Past the task's per-member limit: 409 ``task_limit_reached``, nothing changes. Tasks bound to
+    an event type (``on_event``) are also completed by ingesting such events.
+    """
+    with writing(services) as session:
+        result = complete_task(
+            session,
+            _person(session, services, person),
+            task,
+            key=f"api:{key}",
+            actor=caller.name,
+            time_zone=services.loyalty.time_zone,
+        )
+    if not result.created:
+        response.status_code = status.HTTP_200_OK
+    return TaskRewardView(
+        person_id=result.person_id,
+        task=result.task,
+        growth=result.growth,
+        points=result.points,
+        created=result.created,
+    )
 
 
 @router.get("/members/{person}/tier", response_model=TierView, responses=error_responses(404), summary="Tier")

@@ -29,6 +29,7 @@ from memberops.kit.errors import NotFound, ValidationFailed
 from memberops.loyalty.jobs import CHUNK
 from memberops.loyalty.programme import load_programme
 from memberops.loyalty.queries import entry_view
+from memberops.loyalty.tasks import complete_task
 from memberops.loyalty.versions import require_programme
 
 programme_app = typer.Typer(
@@ -284,6 +285,41 @@ def tier_floor(
             session, _person(session, person), tier, actor=operator, reason=reason
         )
     typer.echo(f"floor {'set to ' + tier if tier else 'cleared'}; tier now {now_tier}")
+
+
+@tier_app.command("task")
+@reports_errors
+def tier_task(
+    person: PersonArgument,
+    task: Annotated[str, typer.Argument(help="the growth task's code in the programme")],
+    key: Annotated[str, typer.Option(help="idempotency key: the same key again rewards nothing")],
+    operator: OperatorOption = CLI_ACTOR,
+    output: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """Reward a growth task the member completed (once per the task's limit; past it: exit 1)."""
+    svc = services()
+    with transaction() as session:
+        result = complete_task(
+            session,
+            _person(session, person),
+            task,
+            key=f"cli:{key}",
+            actor=operator,
+            time_zone=svc.loyalty.time_zone,
+        )
+    if output is OutputFormat.JSON:
+        print_json(
+            {
+                "person_id": result.person_id,
+                "task": result.task,
+                "growth": result.growth,
+                "points": result.points,
+                "created": result.created,
+            }
+        )
+    else:
+        verb = "rewarded" if result.created else "already rewarded (nothing changed)"
+        typer.echo(f"task {task} {verb}: {result.growth} growth, {result.points} points")
 
 
 # --- jobs ------------------------------------------------------------------------------------------

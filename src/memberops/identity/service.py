@@ -7,9 +7,10 @@ Services never commit; the caller's unit of work does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Protocol
 
 from sqlalchemy import case, insert, select, update
 from sqlalchemy.orm import Session
@@ -42,6 +43,34 @@ SourcedRecord = tuple[str, Sequence[IdentifierKey]]
 #: keeps advisory locks in a bounded shared table).
 KEY_LOCK_LIMIT = 64
 GLOBAL_LOCK = "memberops:identity"
+
+
+class HoldingsCarrier(Protocol):
+    """What another context holds per person and moves when OneID merges or splits persons.
+
+    Loyalty implements it (``memberops.loyalty.merging.LoyaltyCarrier``) and ``wiring`` hands it
+    to ``IdentityService``, so identity never imports loyalty (which imports identity). Both calls
+    run inside OneID's transaction, after OneID moved its own rows, and must not commit.
+    """
+
+    def carry_merged(
+        self, session: Session, survivor_of: Mapping[int, int], *, actor: str
+    ) -> Mapping[int, Mapping[str, Any]]:
+        """Move the absorbed persons' holdings to their survivors; return what moved, per absorbed."""
+        ...
+
+    def carry_split(
+        self,
+        session: Session,
+        *,
+        source: int,
+        target: int,
+        order_ids: Sequence[int],
+        handed_back: Mapping[str, Any] | None,
+        actor: str,
+    ) -> None:
+        """Follow ``order_ids`` from ``source`` to ``target``; ``handed_back``: an undone merge's list."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -80,9 +109,12 @@ class _BatchState:
 class IdentityService:
     """Resolve, merge and split persons under a ``MergePolicy``."""
 
-    def __init__(self, vault: IdentifierVault, policy: MergePolicy) -> None:
+    def __init__(
+        self, vault: IdentifierVault, policy: MergePolicy, carrier: HoldingsCarrier | None = None
+    ) -> None:
         self.vault = vault
         self.policy = policy
+        self.carrier = carrier
 
     def digest(self, key: IdentifierKey) -> bytes:
         return self.vault.digest(key.kind, key.namespace, key.value)
@@ -227,6 +259,7 @@ class IdentityService:
         owned = repository.identifier_ids_of(session, sorted(stored))
         set_aside = self._set_aside_duplicate_memberships(session, stored)
         repository.repoint_persons(session, stored)
+        carried = self.carrier.carry_merged(session, stored, actor=actor) if self.carrier and stored else {}
         planned = {own[ref]: survivor for ref, survivor in survivor_of.items() if ref < 0}
         if planned:
             session.execute(
@@ -250,6 +283,7 @@ class IdentityService:
                     "detail": {
                         "identifier_ids": sorted(owned.get(absorbed, []) + brought.get(absorbed, [])),
                         "set_aside_membership_ids": sorted(set_aside.get(absorbed, [])),
+                        **({"loyalty": dict(carried[own[absorbed]])} if own[absorbed] in carried else {}),
                     },
                 }
                 for absorbed, _, kind in state.merges
@@ -294,7 +328,7 @@ class IdentityService:
         current = repository.current_person_id(session, merge.survivor_id)
         assert current is not None
         session.execute(update(Person).where(Person.id == merge.absorbed_id).values(merged_into_id=None))
-        self._move_identifiers(
+        moved_orders = self._move_identifiers(
             session, current, merge.absorbed_id, list(merge.detail.get("identifier_ids", [])), actor, reason
         )
         restored = list(merge.detail.get("set_aside_membership_ids", []))
@@ -303,6 +337,16 @@ class IdentityService:
                 update(Membership)
                 .where(Membership.id.in_(restored), Membership.status == "merged")
                 .values(status="active", person_id=merge.absorbed_id)
+            )
+        if self.carrier is not None:
+            # After the memberships are back: orders carry their points only to a member.
+            self.carrier.carry_split(
+                session,
+                source=current,
+                target=merge.absorbed_id,
+                order_ids=moved_orders,
+                handed_back=merge.detail.get("loyalty"),
+                actor=actor,
             )
         merge.undone_at = utc_now()
         merge.undone_by = actor
@@ -331,7 +375,16 @@ class IdentityService:
         new_person = session.execute(
             insert(Person).returning(Person.id), [{"created_at": utc_now(), "merged_into_id": None}]
         ).scalar_one()
-        self._move_identifiers(session, current, new_person, sorted(wanted), actor, reason)
+        moved_orders = self._move_identifiers(session, current, new_person, sorted(wanted), actor, reason)
+        if self.carrier is not None:
+            self.carrier.carry_split(
+                session,
+                source=current,
+                target=new_person,
+                order_ids=moved_orders,
+                handed_back=None,
+                actor=actor,
+            )
         audit(
             session,
             actor,
@@ -344,8 +397,14 @@ class IdentityService:
 
     def _move_identifiers(
         self, session: Session, source: int, target: int, identifier_ids: list[int], actor: str, reason: str
-    ) -> None:
+    ) -> list[int]:
+        """Move identifiers and the rows they attributed from ``source`` to ``target``; return the orders."""
         options = {"synchronize_session": False}
+        moved_orders = list(
+            session.scalars(
+                select(Order.id).where(Order.identifier_id.in_(identifier_ids), Order.person_id == source)
+            )
+        )
         session.execute(
             update(Identifier)
             .where(Identifier.id.in_(identifier_ids), Identifier.person_id == source)
@@ -379,3 +438,4 @@ class IdentityService:
                 }
             ],
         )
+        return moved_orders

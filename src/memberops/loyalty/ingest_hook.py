@@ -16,10 +16,12 @@ from sqlalchemy.orm import Session
 
 from memberops.identity.repository import chunks
 from memberops.identity.service import IdentityService
-from memberops.ingest.records import OrderIn, RefundIn
-from memberops.ingest.service import IngestService, OrderOutcome
-from memberops.loyalty.purchases import earn_for_orders, take_back_refunds
+from memberops.ingest.records import EventIn, OrderIn, RefundIn
+from memberops.ingest.service import EventOutcome, IngestService, OrderOutcome
+from memberops.kit.clock import utc_now
+from memberops.loyalty.purchases import earn_for_orders, members_at, take_back_refunds
 from memberops.loyalty.service import LoyaltyService
+from memberops.loyalty.tasks import TaskDone, reward_tasks
 from memberops.loyalty.versions import active_programme
 from memberops.models import Refund
 
@@ -48,6 +50,44 @@ class LoyaltyIngestService(IngestService):
             for part in chunks(earned_ids):
                 refund_ids += session.scalars(select(Refund.id).where(Refund.order_id.in_(part)))
             take_back_refunds(session, refund_ids, time_zone=zone, programme=active)
+        return outcomes
+
+    def ingest_events(self, session: Session, events: Sequence[EventIn], *, actor: str) -> list[EventOutcome]:
+        """Store events as ``IngestService`` does, then reward the growth tasks they complete.
+
+        A task bound to an event type (``on_event``) is completed by each new event of that type
+        whose person held a membership when it happened; the event id is the completion's key, and
+        completions past the task's limit (a second review) are simply not rewarded.
+        """
+        outcomes = super().ingest_events(session, events, actor=actor)
+        created = [
+            (event, outcome)
+            for event, outcome in zip(events, outcomes, strict=True)
+            if outcome.created and outcome.person_id is not None and outcome.event_id is not None
+        ]
+        if not created:
+            return outcomes
+        active = active_programme(session)
+        if active is None:
+            return outcomes
+        tasks_by_event: dict[str, list[str]] = {}
+        for task in active.programme.growth.tasks:
+            if task.on_event is not None:
+                tasks_by_event.setdefault(task.on_event, []).append(task.code)
+        candidates = [(event, outcome) for event, outcome in created if event.kind in tasks_by_event]
+        if not candidates:
+            return outcomes
+        members = members_at(session, [(o.person_id, e.occurred_at) for e, o in candidates if o.person_id])
+        done = [
+            TaskDone(outcome.person_id, task, f"event:{outcome.event_id}:{task}", event.occurred_at)
+            for event, outcome in candidates
+            if outcome.person_id is not None and (outcome.person_id, event.occurred_at) in members
+            for task in tasks_by_event[event.kind]
+        ]
+        if done:
+            reward_tasks(
+                session, done, active=active, time_zone=self.loyalty.time_zone, actor=actor, now=utc_now()
+            )
         return outcomes
 
     def ingest_refund(self, session: Session, refund: RefundIn) -> tuple[Refund, bool]:

@@ -9,12 +9,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
+from memberops.ingest.records import EVENT_KINDS, EVENT_TYPES
 from memberops.loyalty.offers import Benefits, Gift
 from memberops.loyalty.units import Code, Count, DocumentModel, Fen, Key, Multiplier, Name
+
+
+def _event_kind(value: str) -> str:
+    if value not in EVENT_KINDS:
+        raise ValueError(f"{value!r} is not an event type; use one of {', '.join(EVENT_TYPES)}")
+    return value
+
+
+#: A behaviour event type of the canonical format (``docs/import-formats.md``, "Events").
+EventKind = Annotated[str, AfterValidator(_event_kind)]
 
 
 class Tier(DocumentModel):
@@ -31,6 +42,9 @@ class GrowthTask(DocumentModel):
     """An action (complete the profile, first review…) worth growth value and points.
 
     ``limit_per_member`` is how many times one member can be rewarded for it (none: no limit).
+    ``on_event`` names the behaviour event that completes it (a ``review`` completes "first
+    review"), so events ingested by the API or an import reward it; without one, the task is
+    completed by ``POST /members/{person}/tasks/{task}`` or ``memberops tier task``.
     """
 
     code: Code
@@ -38,6 +52,7 @@ class GrowthTask(DocumentModel):
     growth: Count = 0
     points: Count = 0
     limit_per_member: int | None = Field(default=1, ge=1)
+    on_event: EventKind | None = None
 
 
 class GrowthRules(DocumentModel):

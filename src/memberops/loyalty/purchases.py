@@ -95,8 +95,18 @@ class _OrderRow:
 
 def _members_when_paid(session: Session, orders: Sequence[_OrderRow]) -> set[int]:
     """Return the ids of orders whose person held a membership when the order was paid."""
+    held = members_at(session, [(order.person_id, order.paid_at) for order in orders])
+    return {order.order_id for order in orders if (order.person_id, order.paid_at) in held}
+
+
+def members_at(session: Session, moments: Sequence[tuple[int, datetime]]) -> set[tuple[int, datetime]]:
+    """Return the ``(person, instant)`` pairs at which the person held a membership.
+
+    Held means joined at or before the instant and not cancelled by then; one query per chunk of
+    persons, whatever the number of instants.
+    """
     spells: dict[int, list[tuple[datetime, datetime | None]]] = defaultdict(list)
-    persons = sorted({order.person_id for order in orders})
+    persons = sorted({person_id for person_id, _ in moments})
     for part in chunks(persons):
         for person_id, joined_at, cancelled_at in session.execute(
             select(Membership.person_id, Membership.joined_at, Membership.cancelled_at).where(
@@ -105,11 +115,11 @@ def _members_when_paid(session: Session, orders: Sequence[_OrderRow]) -> set[int
         ):
             spells[person_id].append((joined_at, cancelled_at))
     return {
-        order.order_id
-        for order in orders
+        (person_id, at)
+        for person_id, at in moments
         if any(
-            joined <= order.paid_at and (cancelled is None or cancelled > order.paid_at)
-            for joined, cancelled in spells.get(order.person_id, ())
+            joined <= at and (cancelled is None or cancelled > at)
+            for joined, cancelled in spells.get(person_id, ())
         )
     }
 

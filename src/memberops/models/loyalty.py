@@ -18,8 +18,22 @@ from memberops.models.base import Base
 
 #: Points entry kinds. ``earn`` (a purchase), ``gift`` (an upgrade gift), ``adjust`` (an operator),
 #: ``spend`` (a redemption), ``restore`` (a cancelled spend put back), ``refund_take_back``,
-#: ``expire`` and ``claw_back`` (a new credit repaying a refund shortfall).
-POINTS_KINDS = ("earn", "gift", "adjust", "spend", "restore", "refund_take_back", "expire", "claw_back")
+#: ``expire``, ``claw_back`` (a new credit repaying a refund shortfall), and OneID's ``merge`` (0 points:
+#: the accounts of two persons became one) and ``split_out`` / ``split_in`` (an order's points following
+#: it to the person a split gave it to; they net to zero). See ``loyalty.merging`` and ``splitting``.
+POINTS_KINDS = (
+    "earn",
+    "gift",
+    "adjust",
+    "spend",
+    "restore",
+    "refund_take_back",
+    "expire",
+    "claw_back",
+    "merge",
+    "split_out",
+    "split_in",
+)
 #: Growth entry kinds: ``earn`` (a purchase), ``task``, ``adjust``, ``refund_take_back``.
 GROWTH_KINDS = ("earn", "task", "adjust", "refund_take_back")
 
