@@ -111,6 +111,7 @@ class GrowthWriter:
     events: list[DomainEvent] = field(default_factory=list)
     timelines: dict[int, _Timeline] = field(default_factory=dict)
     gifts: list[PlannedGift] = field(default_factory=list)
+    _windows: dict[date, tuple[datetime, datetime]] = field(default_factory=dict)
     _timeline_span: tuple[datetime, datetime, datetime] | None = None
 
     def load(self, person_ids: Iterable[int], programme: Programme) -> dict[int, TierState]:
@@ -182,8 +183,10 @@ class GrowthWriter:
 
     def window_growth(self, person_id: int, programme: Programme, on: date) -> int:
         """Growth in the rolling window that ends when business day ``on`` begins (loaded timelines)."""
-        start, end = growth_window(programme.evaluation, on, self.time_zone)
-        return self.timelines[person_id].total(start, end)
+        window = self._windows.get(on)
+        if window is None:  # asked for once per order: the instants depend on the day alone
+            window = self._windows[on] = growth_window(programme.evaluation, on, self.time_zone)
+        return self.timelines[person_id].total(*window)
 
     def add(
         self,
@@ -364,6 +367,8 @@ def upgrade_now(
     rules = active.programme
     state = growth.tiers[person_id]
     tier = known_tier(rules, state.tier)
+    if rules.tier_ranks[tier] == len(rules.tiers) - 1:
+        return  # at the top already: nothing to reach, whatever the window holds
     day = at.astimezone(growth.time_zone).date()
     window = growth.window_growth(person_id, rules, day + timedelta(days=1))
     change = upgrade(rules, tier, window, floor=state.floor)

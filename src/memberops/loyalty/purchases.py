@@ -311,6 +311,7 @@ def earn_for_orders(
 
     plan_terms = _plan_terms(session, rules, persons)
     planned: list[tuple[_OrderRow, Earning, int | None, LotState | None, int | None, str]] = []
+    expiries: dict[date, datetime | None] = {}
     for order in fresh:
         state = tiers[order.person_id]
         tier = known_tier(rules, state.tier)
@@ -333,6 +334,8 @@ def earn_for_orders(
         lot: LotState | None = None
         label = f"order {order.source}/{order.external_id}"
         if earning.points > 0:
+            if day not in expiries:  # the expiry depends on the business day alone
+                expiries[day] = expiry_of(order.paid_at, rules.expiry, time_zone)
             entry_index, lot = writer.credit(
                 account,
                 earning.points,
@@ -344,7 +347,7 @@ def earn_for_orders(
                 actor=actor,
                 programme_version_id=active.version_id,
                 earned_at=order.paid_at,
-                expires_at=expiry_of(order.paid_at, rules.expiry, time_zone),
+                expires_at=expiries[day],
                 detail=_earning_detail(earning),
                 topic="points.earned",
                 payload={"order_id": order.order_id, "points": earning.points, "tier": tier},
