@@ -25,6 +25,7 @@ from memberops.api.errors import install_error_handlers
 from memberops.api.insight import router as insight_router
 from memberops.api.offers import router as offers_router
 from memberops.api.reports import router as reports_router
+from memberops.api.tags import router as tags_router
 from memberops.ingest.intake import OrderIntake
 from memberops.wiring import Services, build_services
 
@@ -54,6 +55,7 @@ TAGS = [
     {"name": "rewards", "description": "The rewards catalogue (积分商城): redeem with points, cancel."},
     {"name": "plans", "description": "Paid plans (付费会员): buy, renew, refund, status."},
     {"name": "reports", "description": "Points economics, tier distribution and moves, coupon use."},
+    {"name": "tags and segments", "description": "Rule and manual tags, segments, preview, history, export."},
     {"name": "api keys", "description": "Keys for this API (admin only)."},
     {"name": "health", "description": "Liveness for load balancers and monitors."},
 ]
@@ -107,6 +109,7 @@ def _assemble() -> FastAPI:
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(reports_router, prefix=API_PREFIX)
     app.include_router(insight_router, prefix=API_PREFIX)
+    app.include_router(tags_router, prefix=API_PREFIX)
     return app
 
 

@@ -1,4 +1,6 @@
-"""``/insight/rfm|lifecycle|layers``: the member-insight analyses, read-only, for analysts and up.
+"""``/insight/rfm|lifecycle|layers|kpis|cross|cohorts|magic-number|preferences``: member insight.
+
+The member-insight analyses, read-only, for analysts and up.
 
 ``as_of`` is a business date in the brand's time zone (nothing after it is read, so the answer is
 reproducible); ``period`` is ``2026-10``, ``2026``, ``2026-10-01..2026-10-31``, ``90d`` or ``12m``.
@@ -9,6 +11,7 @@ denominator is zero). Definitions: ``memberops.insight`` and DOMAIN.md §2, §4,
 from __future__ import annotations
 
 from datetime import date
+from fractions import Fraction
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -18,7 +21,8 @@ from memberops.access.rules import Permission
 from memberops.access.service import Caller
 from memberops.api.deps import ServicesDep, require
 from memberops.api.schemas import error_responses
-from memberops.insight import service
+from memberops.insight import kpi_service, service
+from memberops.insight.kpi_rules import InvalidOption, MagicSettings, PreferenceSettings, dimension, measure
 from memberops.insight.periods import InvalidPeriod
 from memberops.insight.rules import LayerSettings, LifecycleSettings, RfmSettings
 
@@ -154,3 +158,235 @@ def layers(
     run = service.window("layers", as_of, period, services.settings.time_zone)
     report = service.layers_report(services.engine, run, LayerSettings())
     return LayersView.model_validate(report.as_dict())
+
+
+class KpiFiguresView(BaseModel):
+    """The KPIs of one group (definitions: ``memberops.insight.kpis``)."""
+
+    members: int = Field(description="members at the end of the period")
+    new_members: int = Field(description="members whose membership began in the period")
+    active_members: int = Field(description="members with a purchase in the period")
+    activity_rate: str | None = Field(description=f"active ÷ members: {_RATIO}")
+    engaged_members: int = Field(description="members with a purchase or any event in the period")
+    engagement_rate: str | None = Field(description=f"engaged ÷ members: {_RATIO}")
+    purchasers: int
+    repeat_purchasers: int = Field(description="purchasers with purchases on 2+ distinct days")
+    repurchase_rate: str | None = Field(description=f"repeat ÷ purchasers: {_RATIO}")
+    previous_active_members: int = Field(description="members at the previous end who bought in it")
+    churned_members: int = Field(description="of those, no purchase in this period")
+    churn_rate: str | None = Field(description=f"churned ÷ previously active: {_RATIO}")
+    members_at_start: int
+    moved_up: int = Field(description="members whose tier at the end ranks above their tier at the start")
+    moved_down: int
+    tier_up_rate: str | None = Field(description=f"moved up ÷ members at start: {_RATIO}")
+    tier_down_rate: str | None = Field(description=f"moved down ÷ members at start: {_RATIO}")
+    orders: int
+    sales: str = Field(description="net sales in yuan, guest orders included")
+    member_orders: int = Field(description="orders whose buyer held a membership when paying")
+    member_sales: str
+    member_sales_share: str | None = Field(description=f"member sales ÷ sales: {_RATIO}")
+    non_member_orders: int
+    non_member_sales: str
+    member_aov: str | None = Field(description="member sales ÷ member orders, in yuan")
+    non_member_aov: str | None = Field(description="non-member sales ÷ non-member orders, in yuan")
+
+
+class KpiGroupView(KpiFiguresView):
+    group: str
+
+
+class KpisView(BaseModel):
+    """KPIs of the period, overall and by store, store type, channel and tier."""
+
+    as_of: date
+    period: str
+    start: date
+    end: date
+    previous_period: str
+    time_zone: str
+    tiers: list[str] = Field(description="tier codes of the programme in force, lowest first")
+    overall: KpiFiguresView
+    by: dict[str, list[KpiGroupView]] = Field(
+        description="store, store_type, channel (people by home, sales by where placed) and tier"
+    )
+
+
+class CrossCellView(BaseModel):
+    row: str
+    column: str
+    value: int | str | None = Field(description="a count, or yuan for sales and aov")
+
+
+class CrossView(BaseModel):
+    """One measure over two dimensions."""
+
+    as_of: date
+    period: str
+    start: date
+    end: date
+    time_zone: str
+    rows: str
+    columns: str
+    measure: str
+    row_groups: list[str]
+    column_groups: list[str]
+    cells: list[CrossCellView] = Field(description="non-empty cells only")
+    row_totals: dict[str, int | str | None]
+    column_totals: dict[str, int | str | None]
+    total: int | str | None
+
+
+class CohortMonthView(BaseModel):
+    month: int = Field(description="calendar months since the cohort's month")
+    label: str
+    people: int = Field(description="people of the cohort who bought in that month")
+    share: str | None = Field(description=f"people ÷ cohort: {_RATIO}")
+
+
+class CohortView(BaseModel):
+    cohort: str = Field(description="first-purchase month")
+    people: int
+    months: list[CohortMonthView]
+
+
+class CohortsView(BaseModel):
+    """Retention by first-purchase month."""
+
+    as_of: date
+    period: str
+    start: date
+    end: date
+    time_zone: str
+    cohorts: list[CohortView]
+
+
+class PurchaseCountView(BaseModel):
+    purchases: int
+    label: str = Field(description="'10+' on the last row")
+    reached: int = Field(description="people whose n-th purchase day is in the period")
+    judged: int = Field(description="of them, those whose stay window has passed")
+    stayed: int = Field(description="of the judged, those who bought again within the window")
+    stay_rate: str | None = Field(description=f"stayed ÷ judged: {_RATIO}")
+
+
+class MagicNumberView(BaseModel):
+    """Stay rate by purchases made and the magic number."""
+
+    as_of: date
+    period: str
+    start: date
+    end: date
+    time_zone: str
+    window_days: int
+    threshold: str | None
+    min_people: int
+    counts: list[PurchaseCountView]
+    magic_number: int | None = Field(
+        description="the smallest purchase count whose stay rate reaches the threshold"
+    )
+
+
+class CategoryView(BaseModel):
+    category: str
+    spend: str = Field(description="net spend of all buyers on the category, in yuan")
+    spend_share: str | None
+    top_people: int = Field(description="buyers whose top category it is")
+    preferring: int = Field(
+        description="buyers whose top category it is with at least min_share of their spend"
+    )
+    preferring_share: str | None = Field(description=f"preferring ÷ buyers: {_RATIO}")
+
+
+class PreferencesView(BaseModel):
+    """Category preferences of the period's buyers."""
+
+    as_of: date
+    period: str
+    start: date
+    end: date
+    time_zone: str
+    min_share: str | None
+    buyers: int
+    spend: str
+    mixed: int = Field(description="buyers with no category at min_share of their spend")
+    categories: list[CategoryView]
+    top_share_buckets: dict[str, int]
+
+
+def _fraction(text: str, name: str) -> Fraction:
+    try:
+        value = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise InvalidOption(f"{name} takes a fraction like 1/2 or 0.5, not {text!r}") from None
+    if not 0 < value <= 1:
+        raise InvalidOption(f"{name} must lie in (0, 1]")
+    return value
+
+
+@router.get("/kpis", response_model=KpisView)
+def kpis(
+    services: ServicesDep, _: InsightReader, as_of: AsOfQuery = None, period: PeriodQuery = None
+) -> KpisView:
+    """Member KPIs of the period (default: the as-of date's month), overall and by dimension."""
+    run = kpi_service.window("kpis", as_of, period, services.settings.time_zone)
+    return KpisView.model_validate(kpi_service.kpis_report(services.engine, run).as_dict())
+
+
+@router.get("/cross", response_model=CrossView)
+def cross(
+    services: ServicesDep,
+    _: InsightReader,
+    as_of: AsOfQuery = None,
+    period: PeriodQuery = None,
+    rows: Annotated[str, Query(description="store, store_type, channel or tier")] = "tier",
+    cols: Annotated[str, Query(description="store, store_type, channel or tier")] = "store_type",
+    measure_name: Annotated[
+        str, Query(alias="measure", description="members, buyers, orders, sales or aov")
+    ] = "members",
+) -> CrossView:
+    """One measure over two dimensions (default: members by tier × store type)."""
+    chosen = (dimension(rows), dimension(cols), measure(measure_name))
+    run = kpi_service.window("cross", as_of, period, services.settings.time_zone)
+    return CrossView.model_validate(kpi_service.cross_report(services.engine, run, *chosen).as_dict())
+
+
+@router.get("/cohorts", response_model=CohortsView)
+def cohorts(
+    services: ServicesDep, _: InsightReader, as_of: AsOfQuery = None, period: PeriodQuery = None
+) -> CohortsView:
+    """Retention by first-purchase month (default period: the 12 months to the as-of date)."""
+    run = kpi_service.window("cohorts", as_of, period, services.settings.time_zone)
+    return CohortsView.model_validate(kpi_service.cohorts_report(services.engine, run).as_dict())
+
+
+@router.get("/magic-number", response_model=MagicNumberView)
+def magic_number(
+    services: ServicesDep,
+    _: InsightReader,
+    as_of: AsOfQuery = None,
+    period: PeriodQuery = None,
+    window_days: Annotated[int, Query(ge=1, le=3650, description="the stay window after a purchase")] = 60,
+    threshold: Annotated[str, Query(description="the stay rate of the magic number, e.g. 1/2")] = "1/2",
+    min_people: Annotated[int, Query(ge=1, description="judged people a count needs")] = 30,
+    max_purchases: Annotated[int, Query(ge=1, le=1000, description="the last row is this many or more")] = 10,
+) -> MagicNumberView:
+    """Stay rate by the number of purchases made, and the purchase count after which people stay."""
+    settings = MagicSettings(window_days, _fraction(threshold, "threshold"), min_people, max_purchases)
+    run = kpi_service.window("magic-number", as_of, period, services.settings.time_zone)
+    return MagicNumberView.model_validate(kpi_service.magic_report(services.engine, run, settings).as_dict())
+
+
+@router.get("/preferences", response_model=PreferencesView)
+def preferences(
+    services: ServicesDep,
+    _: InsightReader,
+    as_of: AsOfQuery = None,
+    period: PeriodQuery = None,
+    min_share: Annotated[str, Query(description="share of spend that makes a preference, e.g. 1/2")] = "1/2",
+) -> PreferencesView:
+    """Category preferences of the period's buyers: per category spend, top and preferring buyers."""
+    settings = PreferenceSettings(_fraction(min_share, "min_share"))
+    run = kpi_service.window("preferences", as_of, period, services.settings.time_zone)
+    return PreferencesView.model_validate(
+        kpi_service.preferences_report(services.engine, run, settings).as_dict()
+    )

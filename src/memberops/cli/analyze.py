@@ -1,4 +1,6 @@
-"""``memberops analyze rfm|lifecycle|layers``: the insight analyses as tables, CSV or JSON.
+"""``memberops analyze rfm|lifecycle|layers|kpis|cross|cohorts|magic-number|preferences``.
+
+The insight analyses as tables, CSV or JSON.
 
 ``--as-of`` is a business date in the brand's time zone (``MEMBEROPS_TIME_ZONE``); nothing after
 it is read, so the same data and as-of date always give the same answer. ``--period`` is a month
@@ -23,7 +25,17 @@ from rich.table import Table
 
 from memberops.cli.common import console, print_json, reports_errors, services
 from memberops.cli.reports import percent, yuan
-from memberops.insight import service
+from memberops.insight import kpi_service, service
+from memberops.insight.kpi_rules import (
+    DIMENSIONS,
+    InvalidOption,
+    MagicSettings,
+    PreferenceSettings,
+    bucket_labels,
+    dimension,
+    measure,
+)
+from memberops.insight.kpis import FIGURE_NAMES
 from memberops.insight.periods import InvalidPeriod
 from memberops.insight.rules import (
     LAYER_ORDER,
@@ -39,7 +51,8 @@ from memberops.insight.rules import (
 from memberops.kit.money import InvalidAmount, fen_to_yuan, yuan_to_fen
 
 analyze_app = typer.Typer(
-    help="Member insight: RFM classes, lifecycle stages and flows, relationship layers and health metrics.",
+    help="Member insight: RFM classes, lifecycle stages and flows, relationship layers and health metrics, "
+    "KPIs, cross tables, cohorts, the magic number and category preferences.",
     no_args_is_help=True,
 )
 
@@ -329,3 +342,319 @@ def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     natural = console.measure(table, options=console.options.update_width(10_000)).maximum
     # Print at full width so no figure is ever cut short on a narrow terminal.
     (console if natural <= console.width else Console(width=natural, soft_wrap=True)).print(table)
+
+
+def _kpi_window(analysis: str, as_of: datetime | None, period: str | None) -> service.Window:
+    return kpi_service.window(
+        analysis, as_of.date() if as_of is not None else None, period, services().settings.time_zone
+    )
+
+
+def _fraction_option(text: str, option: str) -> Fraction:
+    try:
+        value = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise InvalidOption(f"{option} takes a fraction like 1/2 or 0.5, not {text!r}") from None
+    if not 0 < value <= 1:
+        raise InvalidOption(f"{option} must lie in (0, 1]")
+    return value
+
+
+def _csv_rows(columns: list[str], rows: list[list[Any]]) -> None:
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+
+
+#: The KPI columns a table shows per group (all of them are in JSON and CSV).
+_KPI_COLUMNS = (
+    ("members", "members"),
+    ("new_members", "new"),
+    ("active_members", "active"),
+    ("activity_rate", "activity"),
+    ("engagement_rate", "engaged"),
+    ("repurchase_rate", "repurchase"),
+    ("churn_rate", "churn"),
+    ("tier_up_rate", "tier up"),
+    ("tier_down_rate", "tier down"),
+    ("sales", "sales"),
+    ("member_sales_share", "member share"),
+    ("member_aov", "member AOV"),
+    ("non_member_aov", "non-member AOV"),
+)
+_RATES = {
+    "activity_rate",
+    "engagement_rate",
+    "repurchase_rate",
+    "churn_rate",
+    "tier_up_rate",
+    "tier_down_rate",
+}
+_RATES |= {"member_sales_share"}
+_MONEY = {"sales", "member_aov", "non_member_aov", "member_sales", "non_member_sales"}
+
+
+def _kpi_text(name: str, value: Any) -> str:
+    if name in _RATES:
+        return _share(value)
+    if name in _MONEY:
+        return "–" if value is None else f"¥{Decimal(value):,.2f}"
+    return f"{value:,}"
+
+
+@analyze_app.command("kpis")
+@reports_errors
+def kpis(
+    as_of: AsOfOption = None, period: PeriodOption = None, output: FormatOption = AnalysisFormat.TABLE
+) -> None:
+    """Member KPIs of the period, overall and by store, store type, channel and tier.
+
+    Members, new and active members, activity, repurchase rate, churn rate, tier transition rates,
+    member share of sales, member and non-member average order value (default period: the
+    calendar month of the as-of date). People break down by their home store and join channel,
+    sales by where the order was placed; CSV prints one row per dimension and group.
+    """
+    run = _kpi_window("kpis", as_of, period)
+    report = kpi_service.kpis_report(services().engine, run)
+    data = report.as_dict()
+    if output is AnalysisFormat.JSON:
+        print_json(data)
+        return
+    if output is AnalysisFormat.CSV:
+        rows = [["overall", "all", *(data["overall"][name] for name in FIGURE_NAMES)]]
+        for name, groups in data["by"].items():
+            rows += [[name, group["group"], *(group[figure] for figure in FIGURE_NAMES)] for group in groups]
+        _csv_rows(["dimension", "group", *FIGURE_NAMES], rows)
+        return
+    overall = data["overall"]
+    _print_table(
+        f"KPIs {report.period.start} – {report.period.end} (previous {report.previous.label})",
+        ["figure", "value"],
+        [[name, _kpi_text(name, overall[name])] for name in FIGURE_NAMES],
+    )
+    for item in DIMENSIONS:
+        _print_table(
+            f"by {item.value}",
+            [item.value, *(label for _, label in _KPI_COLUMNS)],
+            [
+                [group["group"], *(_kpi_text(name, group[name]) for name, _ in _KPI_COLUMNS)]
+                for group in data["by"][item.value]
+            ],
+        )
+
+
+@analyze_app.command("cross")
+@reports_errors
+def cross(
+    as_of: AsOfOption = None,
+    period: PeriodOption = None,
+    output: FormatOption = AnalysisFormat.TABLE,
+    rows: Annotated[str, typer.Option("--rows", help="store, store_type, channel or tier")] = "tier",
+    cols: Annotated[str, typer.Option("--cols", help="store, store_type, channel or tier")] = "store_type",
+    measure_name: Annotated[
+        str, typer.Option("--measure", help="members, buyers, orders, sales or aov")
+    ] = "members",
+) -> None:
+    """One measure over two dimensions (default: members by tier × store type).
+
+    ``members`` are the members at the end of the period by their home store and tier; the other
+    measures count the period's purchases by where they were placed and the buyer's tier.
+    """
+    chosen = measure(measure_name)
+    run = _kpi_window("cross", as_of, period)
+    report = kpi_service.cross_report(services().engine, run, dimension(rows), dimension(cols), chosen)
+    data = report.as_dict()
+    if output is AnalysisFormat.JSON:
+        print_json(data)
+        return
+    if output is AnalysisFormat.CSV:
+        _csv_rows(
+            [report.rows.value, report.columns.value, report.measure.value],
+            [[cell["row"], cell["column"], cell["value"]] for cell in data["cells"]],
+        )
+        return
+
+    def shown(value: Any) -> str:
+        if value is None:
+            return "–"
+        return f"¥{Decimal(value):,.2f}" if isinstance(value, str) else f"{value:,}"
+
+    _print_table(
+        f"{report.measure.value}: {report.rows.value} × {report.columns.value}, "
+        f"{report.period.start} – {report.period.end}",
+        [f"{report.rows.value} \\ {report.columns.value}", *report.column_groups, "total"],
+        [
+            [
+                row,
+                *(shown(report.value(row, column)) for column in report.column_groups),
+                shown(data["row_totals"][row]),
+            ]
+            for row in report.row_groups
+        ]
+        + [["total", *(shown(data["column_totals"][c]) for c in report.column_groups), shown(data["total"])]],
+    )
+
+
+@analyze_app.command("cohorts")
+@reports_errors
+def cohorts(
+    as_of: AsOfOption = None, period: PeriodOption = None, output: FormatOption = AnalysisFormat.TABLE
+) -> None:
+    """Retention by first-purchase month: the share of each cohort who bought k months later.
+
+    Cohorts are the people whose first purchase lies in the period (default: the 12 months to the
+    as-of date); CSV prints one row per cohort and month.
+    """
+    run = _kpi_window("cohorts", as_of, period)
+    data = kpi_service.cohorts_report(services().engine, run).as_dict()
+    if output is AnalysisFormat.JSON:
+        print_json(data)
+        return
+    if output is AnalysisFormat.CSV:
+        _csv_rows(
+            ["cohort", "people", "month", "label", "buyers", "share"],
+            [
+                [
+                    cohort["cohort"],
+                    cohort["people"],
+                    month["month"],
+                    month["label"],
+                    month["people"],
+                    month["share"],
+                ]
+                for cohort in data["cohorts"]
+                for month in cohort["months"]
+            ],
+        )
+        return
+    width = max((len(cohort["months"]) for cohort in data["cohorts"]), default=1)
+    _print_table(
+        f"retention by first-purchase month, {data['start']} – {data['end']}",
+        ["cohort", "people", *(f"+{offset}" for offset in range(width))],
+        [
+            [
+                cohort["cohort"],
+                f"{cohort['people']:,}",
+                *(_share(month["share"]) for month in cohort["months"]),
+                *([""] * (width - len(cohort["months"]))),
+            ]
+            for cohort in data["cohorts"]
+        ],
+    )
+
+
+@analyze_app.command("magic-number")
+@reports_errors
+def magic_number(
+    as_of: AsOfOption = None,
+    period: PeriodOption = None,
+    output: FormatOption = AnalysisFormat.TABLE,
+    window_days: Annotated[
+        int, typer.Option(help="a person stays after a purchase when they buy again within this many days")
+    ] = 60,
+    threshold: Annotated[str, typer.Option(help="the stay rate that makes the magic number")] = "1/2",
+    min_people: Annotated[
+        int, typer.Option(help="judged people a purchase count needs to be considered")
+    ] = 30,
+    max_purchases: Annotated[int, typer.Option(help="the last row counts this many purchases or more")] = 10,
+) -> None:
+    """Stay rate by the number of purchases made, and the purchase count after which people stay.
+
+    For each n, of the people whose n-th purchase day is in the period and whose window has
+    passed, the share who bought again within the window (default 60 days: two repurchase
+    cycles). The magic number is the smallest n whose rate reaches the threshold.
+    """
+    try:
+        settings = MagicSettings(
+            window_days, _fraction_option(threshold, "--threshold"), min_people, max_purchases
+        )
+    except ValueError as error:
+        raise InvalidOption(str(error)) from None
+    run = _kpi_window("magic-number", as_of, period)
+    data = kpi_service.magic_report(services().engine, run, settings).as_dict()
+    if output is AnalysisFormat.JSON:
+        print_json(data)
+        return
+    columns = ["purchases", "reached", "judged", "stayed", "stay_rate"]
+    if output is AnalysisFormat.CSV:
+        _csv_rows(columns, [[row["label"], *(row[name] for name in columns[1:])] for row in data["counts"]])
+        return
+    _print_table(
+        f"stay rate by purchases made, {data['start']} – {data['end']} (window {data['window_days']} days)",
+        ["purchases", "reached", "judged", "stayed", "stay rate"],
+        [
+            [
+                row["label"],
+                f"{row['reached']:,}",
+                f"{row['judged']:,}",
+                f"{row['stayed']:,}",
+                _share(row["stay_rate"]),
+            ]
+            for row in data["counts"]
+        ],
+    )
+    found = data["magic_number"]
+    console.print(
+        f"magic number: {found if found is not None else 'none'} (stay rate ≥ {_share(data['threshold'])} "
+        f"with at least {data['min_people']} judged people)"
+    )
+
+
+@analyze_app.command("preferences")
+@reports_errors
+def preferences(
+    as_of: AsOfOption = None,
+    period: PeriodOption = None,
+    output: FormatOption = AnalysisFormat.TABLE,
+    min_share: Annotated[
+        str, typer.Option(help="share of a person's spend their top category needs to be their preference")
+    ] = "1/2",
+) -> None:
+    """Product-category preference per person from what they bought (net of refunds).
+
+    CSV prints one row per buyer (top category, its share, the preference tag); table and JSON the
+    distribution (default period: the 12 months to the as-of date).
+    """
+    try:
+        settings = PreferenceSettings(_fraction_option(min_share, "--min-share"))
+    except ValueError as error:
+        raise InvalidOption(str(error)) from None
+    run = _kpi_window("preferences", as_of, period)
+    engine = services().engine
+    if output is AnalysisFormat.CSV:
+        table = kpi_service.preferences_people(engine, run, settings)
+        top, total = table.column("top_fen").to_pylist(), table.column("spend_fen").to_pylist()
+        shares = [_decimal_text(Fraction(t, s)) for t, s in zip(top, total, strict=True)]
+        table = table.append_column("top_share", pa.array(shares, type=pa.string())).drop_columns(["bucket"])
+        _csv(table, ("top_fen", "spend_fen"))
+        return
+    data = kpi_service.preferences_report(engine, run, settings).as_dict()
+    if output is AnalysisFormat.JSON:
+        print_json(data)
+        return
+    _print_table(
+        f"category preferences {data['start']} – {data['end']} ({data['buyers']:,} buyers, "
+        f"prefer at ≥ {_share(data['min_share'])} of spend)",
+        ["category", "spend", "spend share", "top for", "prefer", "prefer share"],
+        [
+            [
+                item["category"],
+                f"¥{Decimal(item['spend']):,.2f}",
+                _share(item["spend_share"]),
+                f"{item['top_people']:,}",
+                f"{item['preferring']:,}",
+                _share(item["preferring_share"]),
+            ]
+            for item in data["categories"]
+        ]
+        + [["mixed", "", "", "", f"{data['mixed']:,}", ""]],
+    )
+    _print_table(
+        "buyers by top-category share",
+        ["share", "buyers"],
+        [[label, f"{data['top_share_buckets'][label]:,}"] for label in bucket_labels()],
+    )
+
+
+def _decimal_text(value: Fraction) -> str:
+    return str((Decimal(value.numerator) / Decimal(value.denominator)).quantize(Decimal("0.0001")))

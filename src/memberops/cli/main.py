@@ -13,6 +13,7 @@ from memberops.cli.offers import benefit_app, checkout_app, coupon_app, plan_app
 from memberops.cli.persons import identity_app, person_app
 from memberops.cli.reports import report_app
 from memberops.cli.server import serve
+from memberops.cli.tags import segment_app, tag_app
 from memberops.cli.webhooks import webhook_app
 
 app = typer.Typer(
@@ -38,6 +39,8 @@ app.add_typer(checkout_app, name="checkout")
 app.add_typer(benefit_app, name="benefit")
 app.add_typer(report_app, name="report")
 app.add_typer(analyze_app, name="analyze")
+app.add_typer(tag_app, name="tag")
+app.add_typer(segment_app, name="segment")
 app.command("demo")(demo)
 app.command("serve")(serve)
 identity_app.command("accuracy")(identity_accuracy)

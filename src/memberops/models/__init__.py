@@ -5,6 +5,7 @@ from memberops.models.base import Base, table_of
 from memberops.models.commerce import Order, OrderLine, Refund
 from memberops.models.engagement import Consent, Event
 from memberops.models.identity import Identifier, IdentityMerge, IdentitySeparation, Person
+from memberops.models.insight import PersonTag, Segment, SegmentChange, SegmentMember, Tag, TagChange
 from memberops.models.loyalty import (
     GrowthEntry,
     MemberTier,
@@ -55,6 +56,7 @@ __all__ = [
     "OutboxEvent",
     "PaidPlanTerm",
     "Person",
+    "PersonTag",
     "PointsAccount",
     "PointsAllocation",
     "PointsEntry",
@@ -64,7 +66,12 @@ __all__ = [
     "RefundTakeBack",
     "RewardRedemption",
     "RewardStock",
+    "Segment",
+    "SegmentChange",
+    "SegmentMember",
     "Store",
+    "Tag",
+    "TagChange",
     "TierChangeRecord",
     "WebhookDelivery",
     "WebhookSubscription",

@@ -1,0 +1,168 @@
+"""Product-category preference per person, from what they bought in the period.
+
+Spend per category comes from the order lines of the person's purchases in the period
+(``base.orders``: live persons, paid by the period's end, net of the refunds made by then; an
+order refunded in full is none). Refunds are recorded per order, so an order's net payment is
+spread over its lines in proportion to their amounts, rounded down to the fen
+(``kpi_rules.line_net_fen``). A person's **top category** is the one they spent most on (ties go
+to the category name that sorts first) and its **share** is its spend ÷ their spend; they
+**prefer** it when the share reaches ``PreferenceSettings.min_share``, else they are ``mixed``.
+
+The per-person table (CSV) streams from the engine; the summary is grouped on the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from fractions import Fraction
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+
+from memberops.insight import base
+from memberops.insight.kpi_rules import MIXED, SHARE_BUCKETS, PreferenceSettings, bucket_labels
+from memberops.insight.periods import Period, day_number
+from memberops.insight.rfm import _decimal
+from memberops.insight.rules import ratio
+from memberops.insight.source import Source
+from memberops.kit.money import fen_to_yuan
+
+
+def category_spend(source: Source, clock: base.Clock, period: Period) -> ir.Table:
+    """Return ``person_id, category, spend_fen`` (net, > 0) for the period's buyers."""
+    end_clock = clock.on(period.end)
+    facts = base.orders(source, end_clock)
+    facts = facts.filter(facts.day >= day_number(period.start), facts.day <= day_number(period.end))
+    lines = source.table("order_lines")
+    totals = lines.group_by(total_oid=lines.order_id).agg(lines_fen=lines.amount_fen.sum())
+    joined = facts.inner_join(lines, facts.order_id == lines.order_id).inner_join(
+        totals, facts.order_id == totals.total_oid
+    )
+    spread = joined.select(
+        person_id=joined.person_id,
+        category=joined.category,
+        net_fen=(joined.amount_fen * joined.net_fen // joined.lines_fen).cast("int64"),
+    )
+    spend = spread.group_by(["person_id", "category"]).agg(spend_fen=spread.net_fen.sum().cast("int64"))
+    return spend.filter(spend.spend_fen > 0)
+
+
+def _reaches(top: ir.IntegerValue, total: ir.IntegerValue, share: Fraction) -> ir.BooleanValue:
+    """top ÷ total ≥ share, in whole numbers."""
+    return top * share.denominator >= total * share.numerator
+
+
+def people(source: Source, clock: base.Clock, period: Period, settings: PreferenceSettings) -> ir.Table:
+    """Return per buyer: ``person_id, preferred, top_category, top_fen, spend_fen, categories, bucket``."""
+    spend = category_spend(source, clock, period)
+    ranked = spend.mutate(
+        position=ibis.row_number().over(
+            group_by=spend.person_id, order_by=[spend.spend_fen.desc(), spend.category]
+        ),
+        spend_total=spend.spend_fen.sum().over(group_by=spend.person_id),
+        categories=spend.category.count().over(group_by=spend.person_id),
+    )
+    top = ranked.filter(ranked.position == 0)
+    bucket: ir.IntegerValue = ibis.literal(0, type="int64")
+    for bound in SHARE_BUCKETS:
+        bucket = bucket + ibis.ifelse(_reaches(top.spend_fen, top.spend_total, bound), 1, 0)
+    return top.select(
+        person_id=top.person_id,
+        preferred=ibis.ifelse(
+            _reaches(top.spend_fen, top.spend_total, settings.min_share), top.category, MIXED
+        ),
+        top_category=top.category,
+        top_fen=top.spend_fen,
+        spend_fen=top.spend_total.cast("int64"),
+        categories=top.categories.cast("int64"),
+        bucket=bucket.cast("int64"),
+    )
+
+
+@dataclass(frozen=True)
+class CategoryFigures:
+    """One category: its spend, the people whose top category it is, the people who prefer it."""
+
+    category: str
+    spend_fen: int
+    top_people: int
+    preferring: int
+
+
+@dataclass(frozen=True)
+class PreferenceReport:
+    as_of: date
+    period: Period
+    time_zone: str
+    settings: PreferenceSettings
+    buyers: int
+    spend_fen: int
+    mixed: int
+    categories: tuple[CategoryFigures, ...]
+    buckets: tuple[int, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "as_of": self.as_of.isoformat(),
+            "period": self.period.label,
+            "start": self.period.start.isoformat(),
+            "end": self.period.end.isoformat(),
+            "time_zone": self.time_zone,
+            "min_share": _decimal(self.settings.min_share),
+            "buyers": self.buyers,
+            "spend": fen_to_yuan(self.spend_fen),
+            "mixed": self.mixed,
+            "categories": [
+                {
+                    "category": item.category,
+                    "spend": fen_to_yuan(item.spend_fen),
+                    "spend_share": _decimal(ratio(item.spend_fen, self.spend_fen)),
+                    "top_people": item.top_people,
+                    "preferring": item.preferring,
+                    "preferring_share": _decimal(ratio(item.preferring, self.buyers)),
+                }
+                for item in self.categories
+            ],
+            "top_share_buckets": dict(zip(bucket_labels(), self.buckets, strict=True)),
+        }
+
+
+def report(
+    source: Source, clock: base.Clock, period: Period, settings: PreferenceSettings
+) -> PreferenceReport:
+    """Summarise the preferences: per category spend, top and preferring people; share buckets."""
+    spend = source.keep(category_spend(source, clock, period))
+    per_person = source.keep(people(source, clock, period, settings))
+    by_category = {
+        str(row["category"]): int(row["spend_fen"])
+        for row in spend.group_by("category").agg(spend_fen=spend.spend_fen.sum()).to_pyarrow().to_pylist()
+    }
+    tops = {
+        str(row["top_category"]): int(row["people"])
+        for row in per_person.group_by("top_category").agg(people=per_person.count()).to_pyarrow().to_pylist()
+    }
+    preferred = {
+        str(row["preferred"]): int(row["people"])
+        for row in per_person.group_by("preferred").agg(people=per_person.count()).to_pyarrow().to_pylist()
+    }
+    buckets = {
+        int(row["bucket"]): int(row["people"])
+        for row in per_person.group_by("bucket").agg(people=per_person.count()).to_pyarrow().to_pylist()
+    }
+    categories = tuple(
+        CategoryFigures(name, by_category[name], tops.get(name, 0), preferred.get(name, 0))
+        for name in sorted(by_category, key=lambda name: (-by_category[name], name))
+    )
+    return PreferenceReport(
+        as_of=clock.as_of,
+        period=period,
+        time_zone=clock.time_zone,
+        settings=settings,
+        buyers=sum(tops.values()),
+        spend_fen=sum(by_category.values()),
+        mixed=preferred.get(MIXED, 0),
+        categories=categories,
+        buckets=tuple(buckets.get(index, 0) for index in range(len(SHARE_BUCKETS) + 1)),
+    )
