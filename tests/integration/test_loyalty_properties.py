@@ -181,7 +181,17 @@ steps = st.lists(
 @given(policy=st.sampled_from(sorted(POLICIES)), plan=steps)
 # The paths that matter most, always run: spent points refunded, then credits that fill the hole;
 # a restore into a lot that expired meanwhile; partial refunds adding up to the whole order;
-# a spend over two lots given back in parts (a partly refunded checkout), the rest at the end.
+# a spend over two lots given back in parts (a partly refunded checkout), the rest at the end;
+# a spend restored after its lot expired while a refund held the balance below zero.
+@example(
+    policy="negative_balance",
+    plan=[
+        ("earn", 99, 0, 0),
+        ("spend", 7, 0, 1),
+        ("refund", 0, 0, 1),
+        ("restore", 0, 0, 800),
+    ],
+)
 @example(
     policy="claw_back_from_future",
     plan=[

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import and_, case, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from memberops.loyalty.versions import all_versions
 from memberops.models import (
@@ -170,13 +170,36 @@ def _lots_back_balances(session: Session) -> list[Problem]:
 
 
 def _negatives_allowed(session: Session) -> list[Problem]:
-    """A balance goes below zero only by a refund under a ``negative_balance`` programme."""
+    """A balance goes below zero only by a refund under a ``negative_balance`` programme.
+
+    One more movement may leave it there: points restored into a lot that expired meanwhile come
+    back and expire again at once (``restore_points``), and when a refund had already taken the
+    balance below zero, that ``expire`` ends where the balance stood before the ``restore``: it
+    removes only what the restore added, so it opens no new hole.
+    """
     allowing = [
         version.version_id
         for version in all_versions(session)
         if version.programme.refunds.shortfall == "negative_balance"
     ]
     allowed = and_(PointsEntry.kind == "refund_take_back", PointsEntry.programme_version_id.in_(allowing))
+    previous, earlier = aliased(PointsEntry), aliased(PointsEntry)
+    before_it = (
+        select(func.max(earlier.id))
+        .where(earlier.person_id == PointsEntry.person_id, earlier.id < PointsEntry.id)
+        .correlate(PointsEntry)
+        .scalar_subquery()
+    )
+    restored = (
+        select(previous.id)
+        .where(
+            previous.id == before_it,
+            previous.kind == "restore",
+            PointsEntry.balance_after >= previous.balance_after - previous.delta,
+        )
+        .exists()
+    )
+    expired_after_restore = and_(PointsEntry.kind == "expire", restored)
     return [
         Problem(
             "negative",
@@ -191,7 +214,7 @@ def _negatives_allowed(session: Session) -> list[Problem]:
                 PointsEntry.delta,
                 PointsEntry.balance_after,
             )
-            .where(PointsEntry.balance_after < 0, PointsEntry.delta < 0, ~allowed)
+            .where(PointsEntry.balance_after < 0, PointsEntry.delta < 0, ~allowed, ~expired_after_restore)
             .limit(LISTED)
         )
     ]
