@@ -35,22 +35,13 @@ from benchmarks.report import fmt_int, stamp
 from memberops.ingest.bulk import import_file
 from memberops.kit.db import make_engine, unit_of_work
 from memberops.kit.settings import Settings
+from memberops.loyalty import jobs
 from memberops.loyalty.programme import demo_programme
 from memberops.models import Base
 from memberops.wiring import build_services
 
-#: The tables earning writes; raw times inserting exactly these.
-LEDGER_TABLES = (
-    "points_accounts",
-    "points_entries",
-    "points_lots",
-    "points_allocations",
-    "order_earnings",
-    "refund_take_backs",
-    "growth_entries",
-    "member_tiers",
-    "tier_history",
-)
+#: The tables earning writes (upgrade gifts issue coupons too); raw times inserting exactly these.
+LEDGER_TABLES = (*jobs.LEDGER_TABLES, "coupons")
 
 
 def _counts(url: str) -> dict[str, int]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import select
 
 from memberops.access import service as access
 from memberops.cli.common import (
@@ -101,7 +103,7 @@ def demo(
         f"OneID against the truth file: precision {accuracy.precision:.4%}, recall {accuracy.recall:.4%} "
         f"over {accuracy.records:,} records"
     )
-    _run_programme(svc)
+    _run_programme(svc, seed=seed)
     with unit_of_work(svc.sessions) as session:
         stamp = utc_now().strftime("%Y%m%d%H%M%S")
         _, key = access.create_key(session, f"demo-admin-{stamp}", "admin", actor=CLI_ACTOR)
@@ -119,18 +121,25 @@ def demo(
         run_server(host, port, svc)
 
 
-def _run_programme(svc: Services) -> None:
+def _run_programme(svc: Services, *, seed: int) -> None:
     """Apply the fruit-chain programme and replay the history through it, then show what it did.
 
     A brand loading its history does the same: import first, then apply the programme and replay,
-    so every order earns in payment order with the tier its member had at the time.
+    so every order earns in payment order with the tier its member had at the time. The demo also
+    weaves in what members did with the programme meanwhile (``memberops.demo.programme_run``):
+    paid plans bought, coupons issued and used, points spent in the mall and at checkout.
     """
+    from memberops.demo.programme_run import run_programme
+    from memberops.loyalty.plan_service import plan_statuses
     from memberops.loyalty.programme import demo_programme
-    from memberops.loyalty.reports import points_economics, tier_report
+    from memberops.loyalty.reports import coupon_report, points_economics, tier_report
+    from memberops.models import PaidPlanTerm
 
     with unit_of_work(svc.sessions) as session:
         active, _ = svc.loyalty.apply_programme(session, demo_programme(), actor=CLI_ACTOR)
-    console.print(f"programme {active.version!r} applied; replaying the history through it")
+    console.print(
+        f"programme {active.version!r} applied; replaying the history through it with the members' activity"
+    )
     with Progress(
         TextColumn("[bold]loyalty[/bold] replay"),
         BarColumn(),
@@ -139,23 +148,43 @@ def _run_programme(svc: Services) -> None:
         console=errors,
     ) as bar:
         task = bar.add_task("replay", total=None)
-        report = svc.loyalty.replay(
-            svc.sessions, progress=lambda done, total: bar.update(task, completed=done, total=total)
+        now = utc_now()
+        run = run_programme(
+            svc,
+            seed=seed,
+            now=now,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
+    report, activity = run.replay, run.activity
+    time_zone = svc.settings.time_zone
     with unit_of_work(svc.read_sessions) as session:
         problems = svc.loyalty.check(session)
-        today = utc_now().astimezone(zone(svc.settings.time_zone)).date()
+        today = now.astimezone(zone(time_zone)).date()
         start = today - timedelta(days=364)
-        economics = points_economics(session, start=start, end=today, time_zone=svc.settings.time_zone)
-        tiers = tier_report(session, on=today, start=start, end=today, time_zone=svc.settings.time_zone)
+        economics = points_economics(session, start=start, end=today, time_zone=time_zone)
+        tiers = tier_report(session, on=today, start=start, end=today, time_zone=time_zone)
+        coupons = coupon_report(session, start=start, end=today, time_zone=time_zone).total
+        holders = session.scalars(select(PaidPlanTerm.person_id).distinct()).all()
+        statuses = Counter(
+            status.status
+            for status in plan_statuses(session, holders, time_zone=zone(time_zone), at=now).values()
+        )
     figures = economics.as_dict()
     console.print(
         f"{report.earned:,} orders earned points; {report.refunds:,} refunds took them back; "
         f"ledger check: {'no problem' if not problems else f'{len(problems)} problems'}\n"
+        f"activity: {activity.plan_terms:,} plan terms bought ({activity.plan_renewals:,} renewals), "
+        f"{activity.rewards_redeemed:,} rewards redeemed ({activity.rewards_cancelled:,} cancelled), "
+        f"{activity.points_uses:,} orders paid partly with points, "
+        f"{activity.coupon_uses:,} coupons used on orders, {activity.birthday_gifts:,} birthday gifts\n"
         f"last 12 months: issued {figures['issued']:,}, burned {figures['burned']:,}, expired "
         f"{figures['expired']:,}, outstanding {figures['outstanding_points']:,} points "
-        f"(liability ¥{figures['liability']}); members by tier today: "
+        f"(liability ¥{figures['liability']}, redemption rate {figures['redemption_rate'] or '-'}); "
+        f"coupons issued {coupons.issued:,}, redeemed {coupons.redeemed:,}, expired {coupons.expired:,}\n"
+        f"members by tier today: "
         + ", ".join(f"{count['tier']} {count['members']:,}" for count in tiers.as_dict()["distribution"])
+        + "; paid-plan holders today: "
+        + ", ".join(f"{name} {statuses.get(name, 0):,}" for name in ("active", "expiring", "expired"))
         + "\n(memberops report points|tiers|coupons for the whole reports)"
     )
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from memberops.events import DomainEvent, emit_many
 from memberops.kit.clock import utc_now
-from memberops.kit.db import unit_of_work
+from memberops.kit.db import refresh_statistics, unit_of_work
 from memberops.loyalty.growth import GrowthWriter, known_tier, window_growth_of
 from memberops.loyalty.ledger import LedgerWriter
 from memberops.loyalty.purchases import earn_for_orders, take_back_refunds
@@ -266,6 +266,20 @@ def _checkpoints(
         day += timedelta(days=1)
 
 
+#: The tables a replay grows and looks up in as it goes.
+LEDGER_TABLES = (
+    "points_accounts",
+    "points_entries",
+    "points_lots",
+    "points_allocations",
+    "order_earnings",
+    "refund_take_backs",
+    "growth_entries",
+    "member_tiers",
+    "tier_history",
+)
+
+
 def replay(
     sessions: sessionmaker[Session],
     *,
@@ -273,6 +287,7 @@ def replay(
     now: datetime | None = None,
     batch_size: int = 2000,
     progress: Callable[[int, int], None] | None = None,
+    between_batches: Callable[[datetime], None] | None = None,
 ) -> ReplayReport:
     """Earn for every order that has not earned yet, in payment order, with history's clock.
 
@@ -283,6 +298,11 @@ def replay(
     both run as of ``now`` (default: the current time). Historic events are not emitted (nobody
     should be told today that points expired two years ago); ``progress(done, total)`` is called
     after each batch.
+
+    ``between_batches(clock)``, when given, is called after each batch's transaction has committed
+    (``clock`` = the batch's last payment) and after each checkpoint (``clock`` = the checkpoint,
+    ``now`` for the last one), outside any transaction: the ledger then holds exactly history up to
+    ``clock``, so a caller can weave in what members did meanwhile (spend points, use coupons).
     """
     now = now or utc_now()
     report = ReplayReport()
@@ -297,6 +317,7 @@ def replay(
     checkpoints = _checkpoints(active, first, now, time_zone) if first is not None else []
     after: tuple[datetime, int] | None = None
     taken_back_to: datetime | None = None  # refunds up to here are taken back (see below)
+    analysed_at = batch_size
     while True:
         with unit_of_work(sessions) as session:
             query = (
@@ -332,17 +353,29 @@ def replay(
                 report.refunds += _take_back_until(session, clock, time_zone, active, since=taken_back_to)
                 taken_back_to = clock
         if not batch and checkpoints:
-            _run_checkpoint(sessions, checkpoints.pop(0), active, time_zone, report)
+            checkpoint = checkpoints.pop(0)
+            _run_checkpoint(sessions, checkpoint, active, time_zone, report)
+            if between_batches:
+                between_batches(checkpoint)
             continue
         if not batch:
             break
         report.orders += len(batch)
         after = (batch[-1][1], batch[-1][0])
+        if report.orders >= 2 * analysed_at:
+            # the ledger has doubled since the planner last looked (PostgreSQL; nothing on SQLite):
+            # without fresh statistics its lookups turn into scans as history grows
+            refresh_statistics(sessions.kw["bind"], LEDGER_TABLES)
+            analysed_at = report.orders
+        if between_batches:
+            between_batches(after[0])
         if progress:
             progress(report.orders, total)
     with unit_of_work(sessions) as session:
         report.refunds += _take_back_until(session, now, time_zone, active)
     _run_checkpoint(sessions, now, active, time_zone, report, final=True)
+    if between_batches:
+        between_batches(now)
     return report
 
 

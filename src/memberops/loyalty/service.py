@@ -260,9 +260,16 @@ class LoyaltyService:
         *,
         batch_size: int = 2000,
         progress: Callable[[int, int], None] | None = None,
+        between_batches: Callable[[datetime], None] | None = None,
     ) -> jobs.ReplayReport:
         """Earn for all history not yet earned (see ``jobs.replay``); runs its own transactions."""
-        return jobs.replay(sessions, time_zone=self.time_zone, batch_size=batch_size, progress=progress)
+        return jobs.replay(
+            sessions,
+            time_zone=self.time_zone,
+            batch_size=batch_size,
+            progress=progress,
+            between_batches=between_batches,
+        )
 
     # ------------------------------------------------------------------ queries
 
