@@ -14,17 +14,14 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from memberops.kit.clock import utc_now, zone
-from memberops.kit.errors import Conflict, ValidationFailed
+from memberops.kit.errors import ValidationFailed
 from memberops.loyalty import jobs, queries
 from memberops.loyalty.check import Problem, check
-from memberops.loyalty.coupon_service import issue_upgrade_gifts
-from memberops.loyalty.growth import GrowthWriter, known_tier, upgrade_now
+from memberops.loyalty.growth import GrowthWriter, known_tier
 from memberops.loyalty.ledger import InsufficientPoints, LedgerWriter
-from memberops.loyalty.lots import expiry_of
 from memberops.loyalty.points import adjust_points, restore_points, spend_points
 from memberops.loyalty.programme import Programme
 from memberops.loyalty.purchases import (
@@ -33,9 +30,10 @@ from memberops.loyalty.purchases import (
     earn_for_orders,
     take_back_refunds,
 )
-from memberops.loyalty.tiers import TierChange, growth_window, task_rejection_reason
+from memberops.loyalty.tasks import complete_task
+from memberops.loyalty.tiers import TierChange
 from memberops.loyalty.versions import ActiveProgramme, active_programme, apply_programme, require_programme
-from memberops.models import GrowthEntry, PointsEntry
+from memberops.models import PointsEntry
 
 __all__ = [
     "InsufficientPoints",
@@ -128,75 +126,10 @@ class LoyaltyService:
     def reward_task(self, session: Session, person_id: int, task: str, *, key: str, actor: str) -> int:
         """Reward a growth task (growth value and points) once per its limit; return the growth given.
 
-        A replay of ``key`` gives nothing again; a task past its per-member limit is a ``Conflict``.
+        A replay of ``key`` gives nothing again; a task past its per-member limit is a ``Conflict``
+        (``tasks.TaskLimitReached``). See ``loyalty.tasks`` for tasks completed by events.
         """
-        active = require_programme(session)
-        rules = active.programme
-        definition = rules.growth_task(task)
-        now = utc_now()
-        writer = LedgerWriter(session, now)
-        writer.lock([person_id])
-        growth_key = f"task:{key}:growth"
-        if (
-            session.scalar(select(GrowthEntry.id).where(GrowthEntry.idempotency_key == growth_key))
-            is not None
-        ):
-            return definition.growth
-        completed = int(
-            session.scalar(
-                select(func.count(GrowthEntry.id)).where(
-                    GrowthEntry.person_id == person_id,
-                    GrowthEntry.source == "task",
-                    GrowthEntry.source_ref == task,
-                )
-            )
-            or 0
-        )
-        rejection = task_rejection_reason(rules, task, completed)
-        if rejection is not None:
-            raise Conflict(rejection, task=task)
-        growth = GrowthWriter(session, now, self.time_zone)
-        growth.load([person_id], rules)
-        tomorrow = now.astimezone(self.time_zone).date() + timedelta(days=1)
-        window = growth_window(rules.evaluation, tomorrow, self.time_zone)
-        growth.load_timelines([person_id], window, window)
-        # A task always leaves a growth entry (even one worth only points), so its limit counts it.
-        growth.add(
-            person_id,
-            definition.growth,
-            kind="task",
-            key=growth_key,
-            reason=f"growth task {task}",
-            source="task",
-            source_ref=task,
-            actor=actor,
-            programme_version_id=active.version_id,
-            occurred_at=now,
-        )
-        if definition.points > 0:
-            writer.load_lots([person_id])
-            writer.credit(
-                writer.account(person_id),
-                definition.points,
-                kind="gift",
-                key=f"task:{key}:points",
-                reason=f"growth task {task}",
-                source="task",
-                source_ref=task,
-                actor=actor,
-                programme_version_id=active.version_id,
-                earned_at=now,
-                expires_at=expiry_of(now, rules.expiry, self.time_zone),
-                topic="points.earned",
-                payload={"task": task, "points": definition.points},
-            )
-        upgrade_now(
-            writer, growth, active, person_id, at=now, key=f"task:{key}", source_ref=task, actor=actor
-        )
-        writer.flush()
-        growth.flush()
-        issue_upgrade_gifts(session, growth.gifts, actor=actor, time_zone=self.time_zone, programme=active)
-        return definition.growth
+        return complete_task(session, person_id, task, key=key, actor=actor, time_zone=self.time_zone).growth
 
     def set_floor(
         self, session: Session, person_id: int, floor: str | None, *, actor: str, reason: str
