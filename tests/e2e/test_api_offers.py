@@ -307,3 +307,11 @@ def test_plans_are_bought_renewed_refunded_and_shown(api: Api) -> None:
         403,
         "forbidden",
     )
+
+
+def test_a_person_written_in_other_digits_is_refused_not_an_error(api: Api) -> None:
+    superscript = api.get("/members/%C2%B9/coupons")  # "¹": isdigit() says yes, int() says no
+    arabic_indic = api.get("/members/%D9%A1%D9%A2/plan")  # "١٢"
+
+    assert error_of(superscript) == (422, "invalid_identifier")
+    assert error_of(arabic_indic) == (422, "invalid_identifier")

@@ -23,13 +23,14 @@ from memberops.identity.lookup import parse_person_reference
         "86 13800138000",
         "0086 138 0013 8000",
         "(138) 0013 8000",
+        "１３８００１３８０００",  # full-width digits, as Chinese input methods type them
     ],
 )
 def test_every_common_way_of_writing_a_mobile_is_one_phone(raw: str) -> None:
     assert normalize_phone(raw) == "+8613800138000"
 
 
-@pytest.mark.parametrize("raw", ["1380013800", "12345678901", "abc", "+86 138 0013 80001", ""])
+@pytest.mark.parametrize("raw", ["1380013800", "12345678901", "abc", "+86 138 0013 80001", "", "¹³⁸⁰⁰¹³⁸⁰⁰⁰"])
 def test_invalid_phones_are_rejected(raw: str) -> None:
     with pytest.raises(InvalidIdentifier):
         normalize(IdentifierKind.PHONE, raw)
@@ -107,3 +108,9 @@ def test_the_fast_mobile_path_agrees_with_libphonenumber(digits: str) -> None:
     except InvalidIdentifier:
         ours = None
     assert ours == expected
+
+
+@pytest.mark.parametrize("text", ["person:¹", "person:١٢", "person:４２"])
+def test_a_person_id_is_written_in_ascii_digits(text: str) -> None:
+    with pytest.raises(InvalidIdentifier, match="is not a valid id"):
+        parse_person_reference(text)

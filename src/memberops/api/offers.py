@@ -70,7 +70,7 @@ def clean(text: str) -> str:
 def person_of(session: Session, services: Services, reference: str) -> int:
     """Return the live person a reference names (a bare number is a person id)."""
     text = clean(reference.strip())
-    if text.isdigit() and int(text) < MAX_ID:
+    if text.isascii() and text.isdigit() and int(text) < MAX_ID:
         found = repository.current_person_id(session, int(text))
     else:
         found = resolve_reference(session, services.identity, text)

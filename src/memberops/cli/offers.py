@@ -562,7 +562,7 @@ def _lines(lines: list[str] | None, cart: Path | None) -> tuple[CartLine, ...]:
             ) from None
     for text in lines or []:
         parts = [part.strip() for part in text.split(",")]
-        if len(parts) != 4 or not parts[2].isdigit():
+        if len(parts) != 4 or not (parts[2].isascii() and parts[2].isdigit()):
             raise ValidationFailed(f"--line {text!r}: write SKU,CATEGORY,QTY,UNIT_PRICE")
         parsed.append(CartLine(len(parsed) + 1, parts[0], parts[1], int(parts[2]), yuan_to_fen(parts[3])))
     if not parsed:

@@ -173,7 +173,7 @@ def _parse_signature(header: str) -> tuple[int | None, list[str]]:
     signatures: list[str] = []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit():
+        if name == "t" and value.isascii() and value.isdigit():
             timestamp = int(value)
         elif name == SIGNATURE_SCHEME and value:
             signatures.append(value)

@@ -89,7 +89,7 @@ def normalize_phone(raw: str, default_region: str = "CN") -> str:
     # Fast path for the common case, a domestic mobile, judged by libphonenumber's own metadata
     # pattern; parsing with the full library costs ~80 µs a number, which dominates big imports.
     mobile = _mobile_pattern(default_region)
-    if mobile is not None and digits.isdigit() and mobile.fullmatch(digits):
+    if mobile is not None and digits.isascii() and digits.isdigit() and mobile.fullmatch(digits):
         code = phonenumbers.country_code_for_region(default_region)
         return f"+{code}{digits}"
     if digits.startswith("86") and len(digits) == 13 and digits[2] == "1":

@@ -33,7 +33,7 @@ def parse_person_reference(text: str) -> PersonReference:
     raw = text.strip()
     head, _, rest = raw.partition(":")
     if rest and head == "person":
-        if not rest.isdigit() or int(rest) >= 2**63:
+        if not (rest.isascii() and rest.isdigit()) or int(rest) >= 2**63:
             raise InvalidIdentifier(f"person id {rest!r} is not a valid id")
         return PersonReference(int(rest), ())
     if rest and head in IdentifierKind.__members__.values():

@@ -573,7 +573,7 @@ def find_coupon(session: Session, reference: str, *, lock: bool = False) -> Coup
     """
     text = reference.strip()
     number = text.removeprefix("#")
-    by_id = number.isdigit() and len(number) < 19
+    by_id = number.isascii() and number.isdigit() and len(number) < 19
     if not text.startswith("#"):
         candidates = [text]
         if code_rejection_reason(text) is None:
