@@ -9,17 +9,16 @@ Tiers, lowest first: standard, silver, gold. Stores: SH01 flagship, SH02 mall, B
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
-import ibis
 from sqlalchemy import Engine, insert
 
 from memberops.insight.dimensions import EXTRA_TABLES
-from memberops.insight.source import TABLES, Source, open_source
+from memberops.insight.source import TABLES, Source
 from memberops.models import Membership, Order, OrderLine, Store, TierChangeRecord
 from tests.integration.test_insight_analyses import Shop, at
+from tests.integration.test_insight_analyses import analysed as shop_analysed
 
 TIERS = ("standard", "silver", "gold")
 #: Explicit ids well above what a sequence hands out, so stores added later (the demo programme's) never collide.
@@ -179,20 +178,6 @@ def build_chain(engine: Engine) -> None:
     shop.write()
 
 
-def copy_to_duckdb(source: Source) -> Source:
-    """Copy the tables the analyses read into an in-memory DuckDB (JSON kept as JSON)."""
-    duck = ibis.duckdb.connect()
-    for name in (*TABLES, *EXTRA_TABLES):
-        table = source.table(name)
-        if "attributes" in table.columns:
-            table = table.mutate(attributes=table.attributes.cast("string"))
-        duck.create_table(name, table.to_pyarrow())
-        if "attributes" in table.columns:
-            duck.raw_sql(f"ALTER TABLE {name} ALTER attributes TYPE JSON")
-    return Source(duck)
-
-
-@contextmanager
-def analysed(engine: Engine, engine_kind: str) -> Iterator[Source]:
-    with open_source(engine) as store:
-        yield copy_to_duckdb(store) if engine_kind == "duckdb" else store
+def analysed(engine: Engine, engine_kind: str) -> AbstractContextManager[Source]:
+    """The analyses' store or DuckDB copy, with the tables the KPI analyses read as well."""
+    return shop_analysed(engine, engine_kind, (*TABLES, *EXTRA_TABLES))

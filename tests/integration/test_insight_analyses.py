@@ -11,7 +11,7 @@ Brand time zone Asia/Shanghai; as of 2026-10-31; period 2026-10 (previous 2026-0
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
@@ -222,10 +222,10 @@ def build_shop(engine: Engine) -> None:
     shop.write()
 
 
-def copy_to_duckdb(source: Source) -> Source:
-    """Copy the store's tables into an in-memory DuckDB (JSON kept as JSON)."""
+def copy_to_duckdb(source: Source, tables: Sequence[str] = TABLES) -> Source:
+    """Copy the store's ``tables`` into an in-memory DuckDB (JSON kept as JSON)."""
     duck = ibis.duckdb.connect()
-    for name in TABLES:
+    for name in tables:
         table = source.table(name)
         if "attributes" in table.columns:
             table = table.mutate(attributes=table.attributes.cast("string"))
@@ -236,9 +236,10 @@ def copy_to_duckdb(source: Source) -> Source:
 
 
 @contextmanager
-def analysed(engine: Engine, engine_kind: str) -> Iterator[Source]:
+def analysed(engine: Engine, engine_kind: str, tables: Sequence[str] = TABLES) -> Iterator[Source]:
+    """Open the store itself, or (``duckdb``) a DuckDB copy of its ``tables``: the same analyses run on both."""
     with open_source(engine) as store:
-        yield copy_to_duckdb(store) if engine_kind == "duckdb" else store
+        yield copy_to_duckdb(store, tables) if engine_kind == "duckdb" else store
 
 
 @pytest.fixture(params=["store", "duckdb"])

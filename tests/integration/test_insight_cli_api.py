@@ -9,17 +9,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shlex
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from memberops.access.rules import Role
-from memberops.cli import common
-from memberops.cli.main import app
 from memberops.wiring import Services
 from tests.e2e.test_api_support import Api, error_of, start_api
+from tests.integration.cli_support import CliRun, cli_runner
 from tests.integration.test_insight_analyses import build_shop
 
 
@@ -30,16 +27,8 @@ def shop(services: Services) -> Services:
 
 
 @pytest.fixture
-def run(shop: Services, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(common, "_services", shop)
-    runner = CliRunner()
-
-    def invoke(command: str, status: int = 0) -> Any:
-        result = runner.invoke(app, shlex.split(command))
-        assert result.exit_code == status, (result.stdout, result.stderr)
-        return result
-
-    return invoke
+def run(shop: Services, monkeypatch: pytest.MonkeyPatch) -> CliRun:
+    return cli_runner(shop, monkeypatch)
 
 
 def test_analyze_layers_json(run: Any) -> None:

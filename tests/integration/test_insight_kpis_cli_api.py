@@ -10,17 +10,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shlex
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from memberops.access.rules import Role
-from memberops.cli import common
-from memberops.cli.main import app
 from memberops.wiring import Services
 from tests.e2e.test_api_support import Api, error_of, start_api
+from tests.integration.cli_support import CliRun, cli_runner
 from tests.integration.kpi_support import build_chain
 from tests.integration.loyalty_support import apply
 
@@ -33,16 +30,8 @@ def chain(services: Services) -> Services:
 
 
 @pytest.fixture
-def run(chain: Services, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(common, "_services", chain)
-    runner = CliRunner()
-
-    def invoke(command: str, status: int = 0) -> Any:
-        result = runner.invoke(app, shlex.split(command))
-        assert result.exit_code == status, (result.stdout, result.stderr)
-        return result
-
-    return invoke
+def run(chain: Services, monkeypatch: pytest.MonkeyPatch) -> CliRun:
+    return cli_runner(chain, monkeypatch)
 
 
 def _csv(text: str) -> list[dict[str, str]]:

@@ -11,7 +11,6 @@ denominator is zero). Definitions: ``memberops.insight`` and DOMAIN.md §2, §4,
 from __future__ import annotations
 
 from datetime import date
-from fractions import Fraction
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -22,7 +21,7 @@ from memberops.access.service import Caller
 from memberops.api.deps import ServicesDep, require
 from memberops.api.schemas import error_responses
 from memberops.insight import kpi_service, service
-from memberops.insight.kpi_rules import InvalidOption, MagicSettings, PreferenceSettings, dimension, measure
+from memberops.insight.kpi_rules import MagicSettings, PreferenceSettings, dimension, measure, share_option
 from memberops.insight.periods import InvalidPeriod
 from memberops.insight.rules import LayerSettings, LifecycleSettings, RfmSettings
 
@@ -38,6 +37,19 @@ PeriodQuery = Annotated[
     Query(description="2026-10, 2026, 2026-10-01..2026-10-31, 90d or 12m", examples=["2026-10"]),
 ]
 _RATIO = "a decimal string with four places, null when the denominator is zero"
+
+
+class PeriodHeadingView(BaseModel):
+    """The fields a period report opens with (``insight.periods.period_heading``).
+
+    The analyses' views extend it, so each names its as-of date and period alike and in the same
+    order as the report it validates.
+    """
+
+    as_of: date
+    period: str
+    start: date
+    end: date
 
 
 class RfmCutsView(BaseModel):
@@ -61,13 +73,9 @@ class RfmClassView(BaseModel):
     purchase_days: int
 
 
-class RfmView(BaseModel):
+class RfmView(PeriodHeadingView):
     """RFM classes of the people who purchased in the period."""
 
-    as_of: date
-    period: str
-    start: date
-    end: date
     time_zone: str
     people: int
     score_cuts: RfmScoreCutsView
@@ -81,13 +89,9 @@ class FlowView(BaseModel):
     people: int
 
 
-class LifecycleView(BaseModel):
+class LifecycleView(PeriodHeadingView):
     """People per lifecycle stage on the as-of date and the flows since the previous period's end."""
 
-    as_of: date
-    period: str
-    start: date
-    end: date
     previous_as_of: date
     time_zone: str
     cycle_days: int
@@ -195,13 +199,9 @@ class KpiGroupView(KpiFiguresView):
     group: str
 
 
-class KpisView(BaseModel):
+class KpisView(PeriodHeadingView):
     """KPIs of the period, overall and by store, store type, channel and tier."""
 
-    as_of: date
-    period: str
-    start: date
-    end: date
     previous_period: str
     time_zone: str
     tiers: list[str] = Field(description="tier codes of the programme in force, lowest first")
@@ -217,13 +217,9 @@ class CrossCellView(BaseModel):
     value: int | str | None = Field(description="a count, or yuan for sales and aov")
 
 
-class CrossView(BaseModel):
+class CrossView(PeriodHeadingView):
     """One measure over two dimensions."""
 
-    as_of: date
-    period: str
-    start: date
-    end: date
     time_zone: str
     rows: str
     columns: str
@@ -249,13 +245,9 @@ class CohortView(BaseModel):
     months: list[CohortMonthView]
 
 
-class CohortsView(BaseModel):
+class CohortsView(PeriodHeadingView):
     """Retention by first-purchase month."""
 
-    as_of: date
-    period: str
-    start: date
-    end: date
     time_zone: str
     cohorts: list[CohortView]
 
@@ -269,13 +261,9 @@ class PurchaseCountView(BaseModel):
     stay_rate: str | None = Field(description=f"stayed ÷ judged: {_RATIO}")
 
 
-class MagicNumberView(BaseModel):
+class MagicNumberView(PeriodHeadingView):
     """Stay rate by purchases made and the magic number."""
 
-    as_of: date
-    period: str
-    start: date
-    end: date
     time_zone: str
     window_days: int
     threshold: str | None
@@ -297,13 +285,9 @@ class CategoryView(BaseModel):
     preferring_share: str | None = Field(description=f"preferring ÷ buyers: {_RATIO}")
 
 
-class PreferencesView(BaseModel):
+class PreferencesView(PeriodHeadingView):
     """Category preferences of the period's buyers."""
 
-    as_of: date
-    period: str
-    start: date
-    end: date
     time_zone: str
     min_share: str | None
     buyers: int
@@ -311,16 +295,6 @@ class PreferencesView(BaseModel):
     mixed: int = Field(description="buyers with no category at min_share of their spend")
     categories: list[CategoryView]
     top_share_buckets: dict[str, int]
-
-
-def _fraction(text: str, name: str) -> Fraction:
-    try:
-        value = Fraction(text.strip())
-    except (ValueError, ZeroDivisionError):
-        raise InvalidOption(f"{name} takes a fraction like 1/2 or 0.5, not {text!r}") from None
-    if not 0 < value <= 1:
-        raise InvalidOption(f"{name} must lie in (0, 1]")
-    return value
 
 
 @router.get("/kpis", response_model=KpisView)
@@ -371,7 +345,7 @@ def magic_number(
     max_purchases: Annotated[int, Query(ge=1, le=1000, description="the last row is this many or more")] = 10,
 ) -> MagicNumberView:
     """Stay rate by the number of purchases made, and the purchase count after which people stay."""
-    settings = MagicSettings(window_days, _fraction(threshold, "threshold"), min_people, max_purchases)
+    settings = MagicSettings(window_days, share_option(threshold, "threshold"), min_people, max_purchases)
     run = kpi_service.window("magic-number", as_of, period, services.settings.time_zone)
     return MagicNumberView.model_validate(kpi_service.magic_report(services.engine, run, settings).as_dict())
 
@@ -385,7 +359,7 @@ def preferences(
     min_share: Annotated[str, Query(description="share of spend that makes a preference, e.g. 1/2")] = "1/2",
 ) -> PreferencesView:
     """Category preferences of the period's buyers: per category spend, top and preferring buyers."""
-    settings = PreferenceSettings(_fraction(min_share, "min_share"))
+    settings = PreferenceSettings(share_option(min_share, "min_share"))
     run = kpi_service.window("preferences", as_of, period, services.settings.time_zone)
     return PreferencesView.model_validate(
         kpi_service.preferences_report(services.engine, run, settings).as_dict()

@@ -23,6 +23,7 @@ from memberops.api.schemas import MAX_ID, error_responses
 from memberops.insight import segments, tags
 from memberops.insight.tags import Refreshed
 from memberops.models import Segment, Tag
+from memberops.wiring import Services
 
 router = APIRouter(tags=["tags and segments"], responses=error_responses(401, 403, 422))
 
@@ -127,6 +128,19 @@ class ManualTagResult(BaseModel):
     changed: bool = Field(description="false when the person already held (or did not hold) the tag")
 
 
+def _by_hand(
+    change: tags.ChangeByHand, name: str, person_id: int, caller: Caller, services: Services, *, holds: bool
+) -> ManualTagResult:
+    """Set (``holds``) or take a manual tag as the caller, whose role the tag must allow.
+
+    ``change`` is ``tags.set_by_hand`` or ``tags.remove_by_hand``; both answer whether anything
+    changed, and the answer says whether the person holds the tag now.
+    """
+    with writing(services) as session:
+        changed = change(session, name, person_id, actor=caller.name, role=caller.role)
+    return ManualTagResult(tag=name, person_id=person_id, holds=holds, changed=changed)
+
+
 @router.get("/tags", response_model=list[TagView], summary="List tags")
 def list_tags(caller: CallerDep, services: ServicesDep) -> list[TagView]:
     """Every tag with its kind, rule and number of holders (every role)."""
@@ -223,9 +237,7 @@ def set_tag(
     name: NamePath, person_id: PersonPath, caller: CallerDep, services: ServicesDep
 ) -> ManualTagResult:
     """Give a person a manual tag (operators; guides where the tag allows); a repeat changes nothing."""
-    with writing(services) as session:
-        changed = tags.set_by_hand(session, name, person_id, actor=caller.name, role=caller.role)
-    return ManualTagResult(tag=name, person_id=person_id, holds=True, changed=changed)
+    return _by_hand(tags.set_by_hand, name, person_id, caller, services, holds=True)
 
 
 @router.delete(
@@ -238,9 +250,7 @@ def remove_tag(
     name: NamePath, person_id: PersonPath, caller: CallerDep, services: ServicesDep
 ) -> ManualTagResult:
     """Take a manual tag from a person (operators; guides where the tag allows)."""
-    with writing(services) as session:
-        changed = tags.remove_by_hand(session, name, person_id, actor=caller.name, role=caller.role)
-    return ManualTagResult(tag=name, person_id=person_id, holds=False, changed=changed)
+    return _by_hand(tags.remove_by_hand, name, person_id, caller, services, holds=False)
 
 
 @router.get(

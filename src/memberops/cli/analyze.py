@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import csv
 import sys
-from datetime import datetime
+from collections.abc import Callable
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
@@ -34,6 +35,7 @@ from memberops.insight.kpi_rules import (
     bucket_labels,
     dimension,
     measure,
+    share_option,
 )
 from memberops.insight.kpis import FIGURE_NAMES
 from memberops.insight.periods import InvalidPeriod
@@ -47,6 +49,7 @@ from memberops.insight.rules import (
     LifecycleSettings,
     RfmCuts,
     RfmSettings,
+    decimal_text,
 )
 from memberops.kit.money import InvalidAmount, fen_to_yuan, yuan_to_fen
 
@@ -82,10 +85,15 @@ PeriodOption = Annotated[
 FormatOption = Annotated[AnalysisFormat, typer.Option("--format")]
 
 
-def _window(analysis: str, as_of: datetime | None, period: str | None) -> service.Window:
-    return service.window(
-        analysis, as_of.date() if as_of is not None else None, period, services().settings.time_zone
-    )
+#: How an analysis resolves its run: ``service.window`` or ``kpi_service.window`` (their own defaults).
+WindowRule = Callable[[str, date | None, str | None, str], service.Window]
+
+
+def _window(
+    analysis: str, as_of: datetime | None, period: str | None, rule: WindowRule = service.window
+) -> service.Window:
+    """Resolve the run of a command's ``--as-of``/``--period`` in the brand's time zone."""
+    return rule(analysis, as_of.date() if as_of is not None else None, period, services().settings.time_zone)
 
 
 def _csv(table: pa.Table, money_columns: tuple[str, ...] = ()) -> None:
@@ -252,11 +260,10 @@ def lifecycle(
             for stage in STAGE_ORDER
         ],
     )
-    names = ["none", *(stage.value for stage in STAGE_ORDER)]
-    _print_table(
+    _print_moves(
         f"flows {report.previous_as_of} → {report.as_of} (rows: from, columns: to)",
-        ["from \\ to", *names],
-        [[source, *(f"{report.flows.get((source, target), 0):,}" for target in names)] for source in names],
+        ["none", *(stage.value for stage in STAGE_ORDER)],
+        report.flows,
     )
 
 
@@ -314,14 +321,10 @@ def layers(
             ],
         ],
     )
-    names = ["none", *(layer.code for layer in LAYER_ORDER)]
-    _print_table(
+    _print_moves(
         f"transitions {report.previous.label} → {report.period.label} (rows: from, columns: to)",
-        ["from \\ to", *names],
-        [
-            [source, *(f"{report.transitions.get((source, target), 0):,}" for target in names)]
-            for source in names
-        ],
+        ["none", *(layer.code for layer in LAYER_ORDER)],
+        report.transitions,
     )
 
 
@@ -333,6 +336,19 @@ def _share(value: Any) -> str:
     return percent(None if value is None else Decimal(value))
 
 
+def _print_moves(title: str, names: list[str], people: dict[tuple[str, str], int]) -> None:
+    """Print who moved from one state to another as a matrix: rows are from, columns are to.
+
+    Lifecycle flows and layer transitions are both counts per (from, to) pair over a fixed order of
+    states (``none`` first), so they print alike.
+    """
+    _print_table(
+        title,
+        ["from \\ to", *names],
+        [[source, *(f"{people.get((source, target), 0):,}" for target in names)] for source in names],
+    )
+
+
 def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     table = Table(title=title)
     for index, column in enumerate(columns):
@@ -342,22 +358,6 @@ def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     natural = console.measure(table, options=console.options.update_width(10_000)).maximum
     # Print at full width so no figure is ever cut short on a narrow terminal.
     (console if natural <= console.width else Console(width=natural, soft_wrap=True)).print(table)
-
-
-def _kpi_window(analysis: str, as_of: datetime | None, period: str | None) -> service.Window:
-    return kpi_service.window(
-        analysis, as_of.date() if as_of is not None else None, period, services().settings.time_zone
-    )
-
-
-def _fraction_option(text: str, option: str) -> Fraction:
-    try:
-        value = Fraction(text.strip())
-    except (ValueError, ZeroDivisionError):
-        raise InvalidOption(f"{option} takes a fraction like 1/2 or 0.5, not {text!r}") from None
-    if not 0 < value <= 1:
-        raise InvalidOption(f"{option} must lie in (0, 1]")
-    return value
 
 
 def _csv_rows(columns: list[str], rows: list[list[Any]]) -> None:
@@ -414,7 +414,7 @@ def kpis(
     calendar month of the as-of date). People break down by their home store and join channel,
     sales by where the order was placed; CSV prints one row per dimension and group.
     """
-    run = _kpi_window("kpis", as_of, period)
+    run = _window("kpis", as_of, period, kpi_service.window)
     report = kpi_service.kpis_report(services().engine, run)
     data = report.as_dict()
     if output is AnalysisFormat.JSON:
@@ -461,7 +461,7 @@ def cross(
     measures count the period's purchases by where they were placed and the buyer's tier.
     """
     chosen = measure(measure_name)
-    run = _kpi_window("cross", as_of, period)
+    run = _window("cross", as_of, period, kpi_service.window)
     report = kpi_service.cross_report(services().engine, run, dimension(rows), dimension(cols), chosen)
     data = report.as_dict()
     if output is AnalysisFormat.JSON:
@@ -505,7 +505,7 @@ def cohorts(
     Cohorts are the people whose first purchase lies in the period (default: the 12 months to the
     as-of date); CSV prints one row per cohort and month.
     """
-    run = _kpi_window("cohorts", as_of, period)
+    run = _window("cohorts", as_of, period, kpi_service.window)
     data = kpi_service.cohorts_report(services().engine, run).as_dict()
     if output is AnalysisFormat.JSON:
         print_json(data)
@@ -566,11 +566,11 @@ def magic_number(
     """
     try:
         settings = MagicSettings(
-            window_days, _fraction_option(threshold, "--threshold"), min_people, max_purchases
+            window_days, share_option(threshold, "--threshold"), min_people, max_purchases
         )
     except ValueError as error:
         raise InvalidOption(str(error)) from None
-    run = _kpi_window("magic-number", as_of, period)
+    run = _window("magic-number", as_of, period, kpi_service.window)
     data = kpi_service.magic_report(services().engine, run, settings).as_dict()
     if output is AnalysisFormat.JSON:
         print_json(data)
@@ -616,15 +616,15 @@ def preferences(
     distribution (default period: the 12 months to the as-of date).
     """
     try:
-        settings = PreferenceSettings(_fraction_option(min_share, "--min-share"))
+        settings = PreferenceSettings(share_option(min_share, "--min-share"))
     except ValueError as error:
         raise InvalidOption(str(error)) from None
-    run = _kpi_window("preferences", as_of, period)
+    run = _window("preferences", as_of, period, kpi_service.window)
     engine = services().engine
     if output is AnalysisFormat.CSV:
         table = kpi_service.preferences_people(engine, run, settings)
         top, total = table.column("top_fen").to_pylist(), table.column("spend_fen").to_pylist()
-        shares = [_decimal_text(Fraction(t, s)) for t, s in zip(top, total, strict=True)]
+        shares = [decimal_text(Fraction(t, s)) for t, s in zip(top, total, strict=True)]
         table = table.append_column("top_share", pa.array(shares, type=pa.string())).drop_columns(["bucket"])
         _csv(table, ("top_fen", "spend_fen"))
         return
@@ -654,7 +654,3 @@ def preferences(
         ["share", "buyers"],
         [[label, f"{data['top_share_buckets'][label]:,}"] for label in bucket_labels()],
     )
-
-
-def _decimal_text(value: Fraction) -> str:
-    return str((Decimal(value.numerator) / Decimal(value.denominator)).quantize(Decimal("0.0001")))

@@ -12,8 +12,10 @@ from typing import Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.orm import Session
 
-from memberops.kit.errors import MemberOpsError
+from memberops.identity.queries import resolve_reference
+from memberops.kit.errors import MemberOpsError, NotFound
 from memberops.wiring import Services, build_services
 
 console = Console(soft_wrap=True)
@@ -85,3 +87,15 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
     for row in rows:
         table.add_row(*("" if value is None else str(value) for value in row))
     console.print(table)
+
+
+def person_of(session: Session, reference: str) -> int:
+    """Return the person a command's person argument names (``cli.persons.PERSON_HELP``), or raise.
+
+    Every command that takes a person reads the reference the same way and refuses an unknown one
+    with the same ``not_found`` message; a merged person's id leads to the survivor.
+    """
+    person_id = resolve_reference(session, services().identity, reference)
+    if person_id is None:
+        raise NotFound(f"no person is known by {reference!r}")
+    return person_id

@@ -20,6 +20,7 @@ from memberops.cli.common import (
     OutputFormat,
     console,
     errors,
+    person_of,
     print_json,
     print_table,
     reports_errors,
@@ -27,11 +28,9 @@ from memberops.cli.common import (
     transaction,
 )
 from memberops.cli.persons import PERSON_HELP
-from memberops.identity.queries import resolve_reference
 from memberops.insight import segments, tags
 from memberops.insight.tags import Refreshed
 from memberops.kit.db import unit_of_work
-from memberops.kit.errors import NotFound
 
 tag_app = typer.Typer(
     help="Tags (标签): rule tags refreshed in batch, manual tags, history.", no_args_is_help=True
@@ -46,14 +45,25 @@ AsOfOption = Annotated[
     datetime | None,
     typer.Option("--as-of", formats=["%Y-%m-%d"], help="business date to evaluate on (default today)"),
 ]
+PersonArgument = Annotated[str, typer.Argument(help=PERSON_HELP)]
+NoteOption = Annotated[str, typer.Option(help="why (kept in the tag history)")]
 
 
 def _person(reference: str) -> int:
+    """Resolve a person argument in a transaction of its own, before the command's own one."""
     with transaction() as session:
-        person_id = resolve_reference(session, services().identity, reference)
-    if person_id is None:
-        raise NotFound(f"no person is known by {reference!r}")
-    return person_id
+        return person_of(session, reference)
+
+
+def _by_hand(change: tags.ChangeByHand, name: str, person: str, note: str) -> tuple[int, bool]:
+    """Set or take a manual tag as the command line (full rights); return the person and whether it changed.
+
+    Both commands resolve the person first, then change the tag in one transaction of their own.
+    """
+    person_id = _person(person)
+    with transaction() as session:
+        changed = change(session, name, person_id, actor=CLI_ACTOR, role=Role.ADMIN, note=note)
+    return person_id, changed
 
 
 def _print_refreshed(title: str, results: list[Refreshed], output: OutputFormat) -> None:
@@ -154,37 +164,23 @@ def tag_refresh(
 
 @tag_app.command("set")
 @reports_errors
-def tag_set(
-    name: str,
-    person: Annotated[str, typer.Argument(help=PERSON_HELP)],
-    note: Annotated[str, typer.Option(help="why (kept in the tag history)")] = "",
-) -> None:
+def tag_set(name: str, person: PersonArgument, note: NoteOption = "") -> None:
     """Give a person a manual tag."""
-    person_id = _person(person)
-    with transaction() as session:
-        changed = tags.set_by_hand(session, name, person_id, actor=CLI_ACTOR, role=Role.ADMIN, note=note)
+    person_id, changed = _by_hand(tags.set_by_hand, name, person, note)
     typer.echo(f"person {person_id} {'now holds' if changed else 'already held'} {name!r}")
 
 
 @tag_app.command("remove")
 @reports_errors
-def tag_remove(
-    name: str,
-    person: Annotated[str, typer.Argument(help=PERSON_HELP)],
-    note: Annotated[str, typer.Option(help="why (kept in the tag history)")] = "",
-) -> None:
+def tag_remove(name: str, person: PersonArgument, note: NoteOption = "") -> None:
     """Take a manual tag from a person."""
-    person_id = _person(person)
-    with transaction() as session:
-        changed = tags.remove_by_hand(session, name, person_id, actor=CLI_ACTOR, role=Role.ADMIN, note=note)
+    person_id, changed = _by_hand(tags.remove_by_hand, name, person, note)
     typer.echo(f"person {person_id} {'no longer holds' if changed else 'did not hold'} {name!r}")
 
 
 @tag_app.command("show")
 @reports_errors
-def tag_show(
-    person: Annotated[str, typer.Argument(help=PERSON_HELP)], output: FormatOption = OutputFormat.TABLE
-) -> None:
+def tag_show(person: PersonArgument, output: FormatOption = OutputFormat.TABLE) -> None:
     """Show the tags a person holds."""
     person_id = _person(person)
     with transaction() as session:

@@ -52,28 +52,46 @@ def orders(source: Source, clock: Clock) -> ir.Table:
     full by then is no purchase and is left out.
     """
     stored = source.table("orders")
-    refunds = source.table("refunds")
     paid = stored.filter(stored.person_id.notnull()).mutate(epoch=source.epoch_seconds(stored.paid_at))
     paid = paid.filter(paid.epoch < clock.end_epoch)
-    refunded = refunds.mutate(epoch=source.epoch_seconds(refunds.refunded_at))
-    refunded = (
-        refunded.filter(refunded.epoch < clock.end_epoch)
-        .group_by(refunded.order_id)
-        .agg(refunded_fen=refunded.amount_fen.sum())
-    )
+    refunded = refunded_before(source, clock.end_epoch)
     persons = live_persons(source)
     joined = paid.left_join(refunded, paid.id == refunded.order_id).inner_join(
         persons, paid.person_id == persons.id
     )
-    facts = joined.select(
-        order_id=joined.id,
-        person_id=joined.person_id_right,
-        epoch=joined.epoch,
-        day=business_day(joined.epoch, clock.segments),
-        net_fen=(joined.amount_fen - joined.refunded_fen.fill_null(0)).cast("int64"),
-        share_id=joined.share_id,
-    )
+    facts = joined.select(**purchase_columns(joined, clock), share_id=joined.share_id)
     return facts.filter(facts.net_fen > 0)
+
+
+def purchase_columns(joined: ir.Table, clock: Clock) -> dict[str, ir.Value]:
+    """Return the columns a purchase is described by: ``order_id, person_id, epoch, day, net_fen``.
+
+    ``joined`` is the paid orders (with ``epoch``) left-joined to ``refunded_before`` and joined to
+    ``live_persons``; the members' purchases here and every sale in ``dimensions.sales`` are both
+    built this way, so the business day and the net amount are computed alike.
+    """
+    return {
+        "order_id": joined.id,
+        "person_id": joined.person_id_right,
+        "epoch": joined.epoch,
+        "day": business_day(joined.epoch, clock.segments),
+        "net_fen": (joined.amount_fen - joined.refunded_fen.fill_null(0)).cast("int64"),
+    }
+
+
+def refunded_before(source: Source, end_epoch: int) -> ir.Table:
+    """Return ``order_id, refunded_fen``: what was refunded of each order before ``end_epoch``.
+
+    Every analysis counts a purchase net of the refunds made by its as-of date (members' purchases
+    here, every sale in ``dimensions.sales``), so both subtract this same relation.
+    """
+    refunds = source.table("refunds")
+    refunded = refunds.mutate(epoch=source.epoch_seconds(refunds.refunded_at))
+    return (
+        refunded.filter(refunded.epoch < end_epoch)
+        .group_by(refunded.order_id)
+        .agg(refunded_fen=refunded.amount_fen.sum())
+    )
 
 
 def purchase_days(facts: ir.Table) -> ir.Table:

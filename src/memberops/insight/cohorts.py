@@ -23,9 +23,8 @@ import ibis.expr.types as ir
 
 from memberops.insight import base
 from memberops.insight.kpi_rules import label_of_month, month_index, month_starts
-from memberops.insight.periods import Period, day_number
-from memberops.insight.rfm import _decimal
-from memberops.insight.rules import ratio
+from memberops.insight.periods import Period, day_number, period_heading
+from memberops.insight.rules import decimal_text, ratio
 from memberops.insight.source import Source
 
 
@@ -57,7 +56,7 @@ class Cohort:
                     "month": offset,
                     "label": label_of_month(self.month + offset),
                     "people": buyers,
-                    "share": _decimal(self.retention(offset)),
+                    "share": decimal_text(self.retention(offset)),
                 }
                 for offset, buyers in enumerate(self.buyers)
             ],
@@ -73,10 +72,7 @@ class CohortReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "as_of": self.as_of.isoformat(),
-            "period": self.period.label,
-            "start": self.period.start.isoformat(),
-            "end": self.period.end.isoformat(),
+            **period_heading(self.as_of, self.period),
             "time_zone": self.time_zone,
             "cohorts": [cohort.as_dict() for cohort in self.cohorts],
         }

@@ -20,7 +20,7 @@ import ibis.expr.types as ir
 from memberops.insight import base, dimensions
 from memberops.insight.kpi_rules import Dimension, InvalidOption, Measure, average_fen, yuan_text
 from memberops.insight.kpis import group_order
-from memberops.insight.periods import Period, day_number
+from memberops.insight.periods import Period, day_number, period_heading
 from memberops.insight.source import Source
 from memberops.kit.money import fen_to_yuan
 
@@ -70,10 +70,7 @@ class CrossReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "as_of": self.as_of.isoformat(),
-            "period": self.period.label,
-            "start": self.period.start.isoformat(),
-            "end": self.period.end.isoformat(),
+            **period_heading(self.as_of, self.period),
             "time_zone": self.time_zone,
             "rows": self.rows.value,
             "columns": self.columns.value,

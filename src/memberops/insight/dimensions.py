@@ -16,7 +16,7 @@ import ibis.expr.types as ir
 
 from memberops.insight import base
 from memberops.insight.kpi_rules import NO_STORE, NO_TIER, NON_MEMBER
-from memberops.insight.source import Source, business_day, live_persons
+from memberops.insight.source import Source, live_persons
 
 #: Tables the KPI analyses read besides ``source.TABLES``.
 EXTRA_TABLES = ("stores", "tier_history")
@@ -56,15 +56,9 @@ def sales(source: Source, clock: base.Clock) -> ir.Table:
     and ``member_order`` (the buyer held a membership spell at the instant of payment).
     """
     stored = source.table("orders")
-    refunds = source.table("refunds")
     paid = stored.mutate(epoch=source.epoch_seconds(stored.paid_at))
     paid = paid.filter(paid.epoch < clock.end_epoch)
-    refunded = refunds.mutate(epoch=source.epoch_seconds(refunds.refunded_at))
-    refunded = (
-        refunded.filter(refunded.epoch < clock.end_epoch)
-        .group_by(refunded.order_id)
-        .agg(refunded_fen=refunded.amount_fen.sum())
-    )
+    refunded = base.refunded_before(source, clock.end_epoch)
     persons = live_persons(source)
     stores = _stores(source)
     joined = (
@@ -73,11 +67,7 @@ def sales(source: Source, clock: base.Clock) -> ir.Table:
         .left_join(stores, paid.store_id == stores.store_key)
     )
     facts = joined.select(
-        order_id=joined.id,
-        person_id=joined.person_id_right,
-        epoch=joined.epoch,
-        day=business_day(joined.epoch, clock.segments),
-        net_fen=(joined.amount_fen - joined.refunded_fen.fill_null(0)).cast("int64"),
+        **base.purchase_columns(joined, clock),
         store=joined.store_code.fill_null(NO_STORE),
         store_type=joined.store_kind.fill_null(NO_STORE),
         channel=joined.source,

@@ -13,6 +13,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from fractions import Fraction
 from itertools import pairwise
+from typing import TypeVar
 
 from memberops.insight.periods import day_number
 from memberops.kit.errors import ValidationFailed
@@ -66,22 +67,45 @@ class Measure(StrEnum):
     AOV = "aov"
 
 
+_Choice = TypeVar("_Choice", bound=StrEnum)
+
+
+def _named(choices: type[_Choice], text: str, what: str) -> _Choice:
+    """Read one of ``choices`` by its value, refusing an unknown one with the list of known ones.
+
+    Dimensions and measures come as text from the command line and from the API alike, and both
+    should refuse a typo with the same message.
+    """
+    try:
+        return choices(text.strip())
+    except ValueError:
+        known = ", ".join(item.value for item in choices)
+        raise InvalidOption(f"{text!r} is not a {what}: use one of {known}") from None
+
+
 def dimension(text: str) -> Dimension:
     """Read a dimension name, refusing unknown ones with the list of known ones."""
-    try:
-        return Dimension(text.strip())
-    except ValueError:
-        known = ", ".join(item.value for item in Dimension)
-        raise InvalidOption(f"{text!r} is not a dimension: use one of {known}") from None
+    return _named(Dimension, text, "dimension")
 
 
 def measure(text: str) -> Measure:
     """Read a measure name, refusing unknown ones with the list of known ones."""
+    return _named(Measure, text, "measure")
+
+
+def share_option(text: str, name: str) -> Fraction:
+    """Read a share given as text (``1/2`` or ``0.5``) for the option or parameter ``name``.
+
+    The magic number's threshold and the preference share come as text from the command line and
+    from the API, and must lie in (0, 1]; both refuse a bad one with the same message.
+    """
     try:
-        return Measure(text.strip())
-    except ValueError:
-        known = ", ".join(item.value for item in Measure)
-        raise InvalidOption(f"{text!r} is not a measure: use one of {known}") from None
+        value = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise InvalidOption(f"{name} takes a fraction like 1/2 or 0.5, not {text!r}") from None
+    if not 0 < value <= 1:
+        raise InvalidOption(f"{name} must lie in (0, 1]")
+    return value
 
 
 def tier_rank(tier: str | None, tiers: tuple[str, ...]) -> int:

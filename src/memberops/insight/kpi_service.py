@@ -15,12 +15,11 @@ import pyarrow as pa
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from memberops.insight import base, cohorts, cross, kpis, magic, preferences
+from memberops.insight import cohorts, cross, kpis, magic, preferences
 from memberops.insight.kpi_rules import Dimension, MagicSettings, Measure, PreferenceSettings
-from memberops.insight.periods import checked_as_of, default_as_of, parse_period
-from memberops.insight.service import Window
+from memberops.insight.service import Window, resolve_window
 from memberops.insight.source import open_source
-from memberops.kit.clock import business_date, end_of_day, utc_now
+from memberops.kit.clock import end_of_day
 from memberops.loyalty.reports import programme_in_force
 
 #: Default periods (None: the calendar month of the as-of date).
@@ -35,10 +34,7 @@ DEFAULT_PERIOD: dict[str, str | None] = {
 
 def window(analysis: str, as_of: date | None, period: str | None, time_zone: str) -> Window:
     """Resolve the as-of date and the period of a run (see the module docstring)."""
-    today = business_date(utc_now(), time_zone)
-    day = checked_as_of(as_of, today=today) if as_of is not None else default_as_of(period, today=today)
-    text = period or DEFAULT_PERIOD[analysis] or day.strftime("%Y-%m")
-    return Window(base.Clock.at(day, time_zone), parse_period(text, as_of=day))
+    return resolve_window(as_of, period, time_zone, default_period=DEFAULT_PERIOD[analysis])
 
 
 def tier_order(engine: Engine, run: Window) -> tuple[str, ...]:

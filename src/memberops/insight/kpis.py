@@ -35,9 +35,8 @@ import ibis.expr.types as ir
 
 from memberops.insight import base, dimensions
 from memberops.insight.kpi_rules import ALL, DIMENSIONS, NON_MEMBER, average_fen, yuan_text
-from memberops.insight.periods import Period, day_end_epoch, day_number
-from memberops.insight.rfm import _decimal
-from memberops.insight.rules import ratio
+from memberops.insight.periods import Period, day_end_epoch, day_number, period_heading
+from memberops.insight.rules import decimal_text, ratio
 from memberops.insight.source import Source, live_persons
 from memberops.kit.money import fen_to_yuan
 
@@ -72,25 +71,25 @@ class KpiFigures:
             "members": self.members,
             "new_members": self.new_members,
             "active_members": self.active_members,
-            "activity_rate": _decimal(ratio(self.active_members, self.members)),
+            "activity_rate": decimal_text(ratio(self.active_members, self.members)),
             "engaged_members": self.engaged_members,
-            "engagement_rate": _decimal(ratio(self.engaged_members, self.members)),
+            "engagement_rate": decimal_text(ratio(self.engaged_members, self.members)),
             "purchasers": self.purchasers,
             "repeat_purchasers": self.repeat_purchasers,
-            "repurchase_rate": _decimal(ratio(self.repeat_purchasers, self.purchasers)),
+            "repurchase_rate": decimal_text(ratio(self.repeat_purchasers, self.purchasers)),
             "previous_active_members": self.previous_active_members,
             "churned_members": self.churned_members,
-            "churn_rate": _decimal(ratio(self.churned_members, self.previous_active_members)),
+            "churn_rate": decimal_text(ratio(self.churned_members, self.previous_active_members)),
             "members_at_start": self.members_at_start,
             "moved_up": self.moved_up,
             "moved_down": self.moved_down,
-            "tier_up_rate": _decimal(ratio(self.moved_up, self.members_at_start)),
-            "tier_down_rate": _decimal(ratio(self.moved_down, self.members_at_start)),
+            "tier_up_rate": decimal_text(ratio(self.moved_up, self.members_at_start)),
+            "tier_down_rate": decimal_text(ratio(self.moved_down, self.members_at_start)),
             "orders": self.orders,
             "sales": fen_to_yuan(self.sales_fen),
             "member_orders": self.member_orders,
             "member_sales": fen_to_yuan(self.member_sales_fen),
-            "member_sales_share": _decimal(ratio(self.member_sales_fen, self.sales_fen)),
+            "member_sales_share": decimal_text(ratio(self.member_sales_fen, self.sales_fen)),
             "non_member_orders": non_member_orders,
             "non_member_sales": fen_to_yuan(non_member_sales),
             "member_aov": yuan_text(average_fen(self.member_sales_fen, self.member_orders)),
@@ -112,10 +111,7 @@ class KpiReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "as_of": self.as_of.isoformat(),
-            "period": self.period.label,
-            "start": self.period.start.isoformat(),
-            "end": self.period.end.isoformat(),
+            **period_heading(self.as_of, self.period),
             "previous_period": self.previous.label,
             "time_zone": self.time_zone,
             "tiers": list(self.tiers),

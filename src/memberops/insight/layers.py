@@ -18,8 +18,7 @@ import ibis.expr.types as ir
 
 from memberops.insight import base
 from memberops.insight.periods import Period, day_end_epoch, day_number
-from memberops.insight.rfm import _decimal
-from memberops.insight.rules import LAYER_ORDER, Layer, LayerSettings, ratio
+from memberops.insight.rules import LAYER_ORDER, Layer, LayerSettings, decimal_text, ratio
 from memberops.insight.source import Source, live_persons
 from memberops.kit.money import fen_to_yuan
 
@@ -172,8 +171,8 @@ class LayersReport:
             "previous_period": self.previous.label,
             "previous_capital": self.previous_capital,
             "deepened": self.deepened,
-            "conversion": _decimal(self.conversion),
-            "connection": {item.field: _decimal(item.connection) for item in self.fields},
+            "conversion": decimal_text(self.conversion),
+            "connection": {item.field: decimal_text(item.connection) for item in self.fields},
             "visitors": {item.field: {"visitors": item.visitors, "held": item.held} for item in self.fields},
             "clv_transaction_value": fen_to_yuan(self.transaction_value_fen),
             "transitions": [

@@ -16,7 +16,7 @@ import ibis
 import ibis.expr.types as ir
 
 from memberops.insight import base
-from memberops.insight.periods import Period
+from memberops.insight.periods import Period, period_heading
 from memberops.insight.rules import STAGE_ORDER, LifecycleSettings, Stage
 from memberops.insight.source import Source
 
@@ -69,10 +69,7 @@ class LifecycleReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "as_of": self.as_of.isoformat(),
-            "period": self.period.label,
-            "start": self.period.start.isoformat(),
-            "end": self.period.end.isoformat(),
+            **period_heading(self.as_of, self.period),
             "previous_as_of": self.previous_as_of.isoformat(),
             "time_zone": self.time_zone,
             "cycle_days": self.settings.cycle_days,

@@ -23,9 +23,8 @@ import ibis
 
 from memberops.insight import base
 from memberops.insight.kpi_rules import MagicSettings, magic_number
-from memberops.insight.periods import Period, day_number
-from memberops.insight.rfm import _decimal
-from memberops.insight.rules import ratio
+from memberops.insight.periods import Period, day_number, period_heading
+from memberops.insight.rules import decimal_text, ratio
 from memberops.insight.source import Source
 
 
@@ -50,7 +49,7 @@ class PurchaseCount:
             "reached": self.reached,
             "judged": self.judged,
             "stayed": self.stayed,
-            "stay_rate": _decimal(self.stay_rate),
+            "stay_rate": decimal_text(self.stay_rate),
         }
 
 
@@ -65,13 +64,10 @@ class MagicReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "as_of": self.as_of.isoformat(),
-            "period": self.period.label,
-            "start": self.period.start.isoformat(),
-            "end": self.period.end.isoformat(),
+            **period_heading(self.as_of, self.period),
             "time_zone": self.time_zone,
             "window_days": self.settings.window_days,
-            "threshold": _decimal(self.settings.threshold),
+            "threshold": decimal_text(self.settings.threshold),
             "min_people": self.settings.min_people,
             "counts": [count.as_dict() for count in self.counts],
             "magic_number": self.magic_number,

@@ -60,6 +60,21 @@ class Period:
         return Period(start, end, f"{start}..{end}")
 
 
+def period_heading(as_of: date, period: Period) -> dict[str, str]:
+    """Return the fields a period report opens with: its as-of date, the period's label, start, end.
+
+    Every analysis names its date and period alike (the API views and CLI tables read them by
+    these names), so they are written in one place; the caller adds the time zone and anything
+    that belongs between them, such as the previous period.
+    """
+    return {
+        "as_of": as_of.isoformat(),
+        "period": period.label,
+        "start": period.start.isoformat(),
+        "end": period.end.isoformat(),
+    }
+
+
 def day_number(day: date) -> int:
     """Return the business day number of a date: days since 1970-01-01."""
     return (day - EPOCH).days

@@ -23,9 +23,8 @@ import ibis.expr.types as ir
 
 from memberops.insight import base
 from memberops.insight.kpi_rules import MIXED, SHARE_BUCKETS, PreferenceSettings, bucket_labels
-from memberops.insight.periods import Period, day_number
-from memberops.insight.rfm import _decimal
-from memberops.insight.rules import ratio
+from memberops.insight.periods import Period, day_number, period_heading
+from memberops.insight.rules import decimal_text, ratio
 from memberops.insight.source import Source
 from memberops.kit.money import fen_to_yuan
 
@@ -105,12 +104,9 @@ class PreferenceReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "as_of": self.as_of.isoformat(),
-            "period": self.period.label,
-            "start": self.period.start.isoformat(),
-            "end": self.period.end.isoformat(),
+            **period_heading(self.as_of, self.period),
             "time_zone": self.time_zone,
-            "min_share": _decimal(self.settings.min_share),
+            "min_share": decimal_text(self.settings.min_share),
             "buyers": self.buyers,
             "spend": fen_to_yuan(self.spend_fen),
             "mixed": self.mixed,
@@ -118,10 +114,10 @@ class PreferenceReport:
                 {
                     "category": item.category,
                     "spend": fen_to_yuan(item.spend_fen),
-                    "spend_share": _decimal(ratio(item.spend_fen, self.spend_fen)),
+                    "spend_share": decimal_text(ratio(item.spend_fen, self.spend_fen)),
                     "top_people": item.top_people,
                     "preferring": item.preferring,
-                    "preferring_share": _decimal(ratio(item.preferring, self.buyers)),
+                    "preferring_share": decimal_text(ratio(item.preferring, self.buyers)),
                 }
                 for item in self.categories
             ],

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -18,13 +17,14 @@ import ibis
 import ibis.expr.types as ir
 
 from memberops.insight import base
-from memberops.insight.periods import Period, day_number
+from memberops.insight.periods import Period, day_number, period_heading
 from memberops.insight.rules import (
     RFM_CLASS_NAMES,
     RFM_CLASS_OF,
     RfmClass,
     RfmCuts,
     RfmSettings,
+    decimal_text,
     nearest_rank,
     ratio,
 )
@@ -99,7 +99,7 @@ class RfmClassFigures:
             "class": self.rfm_class.value,
             "name": RFM_CLASS_NAMES[self.rfm_class],
             "people": self.people,
-            "share": _decimal(self.share),
+            "share": decimal_text(self.share),
             "monetary": fen_to_yuan(self.monetary_fen),
             "purchase_days": self.purchase_days,
         }
@@ -121,10 +121,7 @@ class RfmReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "as_of": self.as_of.isoformat(),
-            "period": self.period.label,
-            "start": self.period.start.isoformat(),
-            "end": self.period.end.isoformat(),
+            **period_heading(self.as_of, self.period),
             "time_zone": self.time_zone,
             "people": self.people,
             "score_cuts": {
@@ -139,12 +136,6 @@ class RfmReport:
             },
             "classes": [figures.as_dict() for figures in self.classes],
         }
-
-
-def _decimal(value: Fraction | None) -> str | None:
-    if value is None:
-        return None
-    return str((Decimal(value.numerator) / Decimal(value.denominator)).quantize(Decimal("0.0001")))
 
 
 @dataclass(frozen=True)

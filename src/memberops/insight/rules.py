@@ -7,6 +7,7 @@ points, the stage bounds, the layer order), and the unit tests check them on han
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import IntEnum, StrEnum
 from fractions import Fraction
 
@@ -241,3 +242,14 @@ class LayerSettings:
 def ratio(numerator: int, denominator: int) -> Fraction | None:
     """Return numerator ÷ denominator exactly, or None when there is nothing to divide by."""
     return None if denominator == 0 else Fraction(numerator, denominator)
+
+
+def decimal_text(value: Fraction | None) -> str | None:
+    """Return a ratio as a decimal string with four places (None stays None).
+
+    The one form every analysis prints a ratio in (JSON, CSV and the API alike), so a share
+    computed by one analysis reads the same as the same share in another.
+    """
+    if value is None:
+        return None
+    return str((Decimal(value.numerator) / Decimal(value.denominator)).quantize(Decimal("0.0001")))

@@ -22,20 +22,23 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from memberops.access.service import audit
 from memberops.events.outbox import DomainEvent, emit_many
+from memberops.identity.repository import chunks
 from memberops.insight.language import parse
 from memberops.insight.tags import (
+    REFRESH_CHUNK,
     Refreshed,
+    check_new_definition,
     checked_expression,
     checked_name,
-    chunks,
     count_persons,
+    find_by_name,
     select_persons,
     today,
 )
 from memberops.kit.clock import utc_now
 from memberops.kit.crypto import IdentifierVault
 from memberops.kit.db import insert_rows, insert_with_ids, unit_of_work
-from memberops.kit.errors import Conflict, NotFound, ValidationFailed
+from memberops.kit.errors import ValidationFailed
 from memberops.models import Identifier, Membership, Segment, SegmentChange, SegmentMember, table_of
 from memberops.models.insight import REFRESH_SCHEDULES
 from memberops.models.loyalty import MemberTier
@@ -56,13 +59,7 @@ def preview(
 
 
 def find_segment(session: Session, name: str, *, lock: bool = False) -> Segment:
-    statement = select(Segment).where(Segment.name == name)
-    if lock:
-        statement = statement.with_for_update()
-    segment = session.scalars(statement).first()
-    if segment is None:
-        raise NotFound(f"no segment named {name!r}")
-    return segment
+    return find_by_name(session, Segment, name, "segment", lock=lock)
 
 
 def define_segment(
@@ -73,10 +70,7 @@ def define_segment(
     checked_expression(session, expression)
     if refresh not in REFRESH_SCHEDULES:
         raise ValidationFailed(f"refresh {refresh!r} is not one of {', '.join(REFRESH_SCHEDULES)}")
-    if len(description) > 500:
-        raise ValidationFailed("a description is at most 500 characters")
-    if session.scalar(select(Segment.id).where(Segment.name == name)) is not None:
-        raise Conflict(f"a segment named {name!r} already exists")
+    check_new_definition(session, Segment, name, description, "segment")
     segment = Segment(
         name=name,
         expression=expression,
@@ -116,10 +110,10 @@ def apply_refresh(
     )
     entered = sorted(selected - current)
     left = sorted(current - selected)
-    for part in chunks(left):
+    for leaving in chunks(left, REFRESH_CHUNK):
         session.execute(
             delete(SegmentMember).where(
-                SegmentMember.segment_id == segment.id, SegmentMember.person_id.in_(part)
+                SegmentMember.segment_id == segment.id, SegmentMember.person_id.in_(leaving)
             )
         )
     insert_rows(
@@ -128,7 +122,7 @@ def apply_refresh(
         [{"segment_id": segment.id, "person_id": p, "entered_at": now} for p in entered],
     )
     moves = [("entered", p) for p in entered] + [("left", p) for p in left]
-    for part in chunks(moves):
+    for part in chunks(moves, REFRESH_CHUNK):
         ids = insert_with_ids(
             session,
             table_of(SegmentChange),
@@ -229,7 +223,7 @@ def export_rows(
         .where(SegmentMember.segment_id == segment.id)
         .order_by(SegmentMember.person_id)
     )
-    for part in chunks(list(members)):
+    for part in chunks(list(members), REFRESH_CHUNK):
         ids = [person for person, _ in part]
         phones: dict[int, bytes | str] = {}
         for identifier in session.scalars(

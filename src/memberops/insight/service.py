@@ -38,9 +38,20 @@ class Window:
 
 def window(analysis: str, as_of: date | None, period: str | None, time_zone: str) -> Window:
     """Resolve the as-of date and the period of a run (see the module docstring)."""
+    return resolve_window(as_of, period, time_zone, default_period=DEFAULT_PERIOD[analysis])
+
+
+def resolve_window(
+    as_of: date | None, period: str | None, time_zone: str, *, default_period: str | None
+) -> Window:
+    """Resolve a run's as-of date and period, the analysis's own ``default_period`` when none is given.
+
+    Every analysis reads ``--as-of``/``--period`` (and ``as_of``/``period`` in the API) by this one
+    rule; only the default period differs (None: the calendar month of the as-of date).
+    """
     today = business_date(utc_now(), time_zone)
     day = checked_as_of(as_of, today=today) if as_of is not None else default_as_of(period, today=today)
-    text = period or DEFAULT_PERIOD[analysis] or day.strftime("%Y-%m")
+    text = period or default_period or day.strftime("%Y-%m")
     return Window(base.Clock.at(day, time_zone), parse_period(text, as_of=day))
 
 

@@ -16,10 +16,9 @@ limited by tag, not by member (docs/segments.md).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,17 +26,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from memberops.access.rules import Role
 from memberops.access.service import audit
 from memberops.identity import repository
+from memberops.identity.repository import chunks
 from memberops.insight import base, compiler
 from memberops.insight.language import Node, parse, tags_named
 from memberops.insight.source import open_source
 from memberops.kit.clock import business_date, utc_now
 from memberops.kit.db import insert_rows, insert_with_ids, unit_of_work
 from memberops.kit.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from memberops.models import PersonTag, Tag, TagChange, table_of
+from memberops.models import PersonTag, Segment, Tag, TagChange, table_of
 
 _NAME = re.compile(r"^[^\x00-\x1f\"'\\]{1,64}$")
-#: Rows written per statement when a refresh changes many holders.
-_CHUNK = 5000
+#: Rows per statement when a refresh changes many holders (and per read of a segment export).
+REFRESH_CHUNK = 5000
 
 
 # ----------------------------------------------------------------------------------- who may do it
@@ -112,22 +112,46 @@ def count_persons(engine: Engine, node: Node, *, as_of: date, time_zone: str) ->
         return int(compiler.evaluate(scope, node).count().to_pyarrow().as_py())
 
 
-def chunks(items: list[Any]) -> Iterable[list[Any]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
-
-
 # ---------------------------------------------------------------------------------- definitions
 
 
-def find_tag(session: Session, name: str, *, lock: bool = False) -> Tag:
-    statement = select(Tag).where(Tag.name == name)
+#: A definition addressed by its unique name: a tag or a segment.
+Definition = TypeVar("Definition", Tag, Segment)
+
+
+def find_by_name(
+    session: Session, model: type[Definition], name: str, what: str, *, lock: bool = False
+) -> Definition:
+    """Return the tag or segment (``what``) called ``name``, or raise ``NotFound``.
+
+    With ``lock`` the row is locked for update first: a refresh or a change by hand takes the
+    definition's lock, so two of them on one tag or segment never interleave.
+    """
+    statement = select(model).where(model.name == name)
     if lock:
         statement = statement.with_for_update()
-    tag = session.scalars(statement).first()
-    if tag is None:
-        raise NotFound(f"no tag named {name!r}")
-    return tag
+    found = session.scalars(statement).first()
+    if found is None:
+        raise NotFound(f"no {what} named {name!r}")
+    return found
+
+
+def check_new_definition(
+    session: Session, model: type[Definition], name: str, description: str, what: str
+) -> None:
+    """Refuse a new tag or segment (``what``) whose description is too long or whose name is taken.
+
+    Tags and segments share one namespace rule each (a unique name) and one description limit,
+    so both definitions end with the same checks, in the same order.
+    """
+    if len(description) > 500:
+        raise ValidationFailed("a description is at most 500 characters")
+    if session.scalar(select(model.id).where(model.name == name)) is not None:
+        raise Conflict(f"a {what} named {name!r} already exists")
+
+
+def find_tag(session: Session, name: str, *, lock: bool = False) -> Tag:
+    return find_by_name(session, Tag, name, "tag", lock=lock)
 
 
 def define_tag(
@@ -145,10 +169,7 @@ def define_tag(
         checked_expression(session, expression, defining_tag=name)
         if guides_may_set:
             raise ValidationFailed("only manual tags can be set by guides; a rule tag is set by its rule")
-    if len(description) > 500:
-        raise ValidationFailed("a description is at most 500 characters")
-    if session.scalar(select(Tag.id).where(Tag.name == name)) is not None:
-        raise Conflict(f"a tag named {name!r} already exists")
+    check_new_definition(session, Tag, name, description, "tag")
     tag = Tag(
         name=name,
         kind="rule" if expression is not None else "manual",
@@ -180,30 +201,51 @@ def _live_person(session: Session, person_id: int) -> int:
     return current
 
 
+def _by_hand(session: Session, name: str, person_id: int, *, role: Role, action: str) -> tuple[Tag, int]:
+    """Lock a manual tag and find the live person for a change by hand (``action``: set or remove).
+
+    Setting and removing refuse alike: a rule tag (its rule decides), a role the tag does not
+    allow, a person who does not exist.
+    """
+    tag = find_tag(session, name, lock=True)
+    if tag.kind != "manual":
+        done = "set" if action == "set" else f"{action}d"
+        raise Conflict(f"tag {name!r} is computed by its rule and cannot be {done} by hand")
+    require(may_tag_by_hand(role, tag), role, f"{action} tag {name!r}")
+    return tag, _live_person(session, person_id)
+
+
+def _manual_change(tag: Tag, person: int, change: str, *, actor: str, note: str, at: datetime) -> TagChange:
+    """The history row of a change by hand (an empty note is stored as none)."""
+    return TagChange(
+        tag_id=tag.id,
+        person_id=person,
+        change=change,
+        source="manual",
+        actor=actor,
+        note=note or None,
+        at=at,
+    )
+
+
+class ChangeByHand(Protocol):
+    """``set_by_hand`` or ``remove_by_hand``: what an entry point offering both calls."""
+
+    def __call__(
+        self, session: Session, name: str, person_id: int, *, actor: str, role: Role, note: str = ""
+    ) -> bool: ...
+
+
 def set_by_hand(
     session: Session, name: str, person_id: int, *, actor: str, role: Role, note: str = ""
 ) -> bool:
     """Give a person a manual tag; return False (changing nothing) if they hold it already."""
-    tag = find_tag(session, name, lock=True)
-    if tag.kind != "manual":
-        raise Conflict(f"tag {name!r} is computed by its rule and cannot be set by hand")
-    require(may_tag_by_hand(role, tag), role, f"set tag {name!r}")
-    person = _live_person(session, person_id)
+    tag, person = _by_hand(session, name, person_id, role=role, action="set")
     if session.get(PersonTag, (tag.id, person)) is not None:
         return False
     now = utc_now()
     session.add(PersonTag(tag_id=tag.id, person_id=person, since=now, source="manual", actor=actor))
-    session.add(
-        TagChange(
-            tag_id=tag.id,
-            person_id=person,
-            change="gained",
-            source="manual",
-            actor=actor,
-            note=note or None,
-            at=now,
-        )
-    )
+    session.add(_manual_change(tag, person, "gained", actor=actor, note=note, at=now))
     tag.holders += 1
     return True
 
@@ -212,26 +254,12 @@ def remove_by_hand(
     session: Session, name: str, person_id: int, *, actor: str, role: Role, note: str = ""
 ) -> bool:
     """Take a manual tag from a person; return False (changing nothing) if they do not hold it."""
-    tag = find_tag(session, name, lock=True)
-    if tag.kind != "manual":
-        raise Conflict(f"tag {name!r} is computed by its rule and cannot be removed by hand")
-    require(may_tag_by_hand(role, tag), role, f"remove tag {name!r}")
-    person = _live_person(session, person_id)
+    tag, person = _by_hand(session, name, person_id, role=role, action="remove")
     held = session.get(PersonTag, (tag.id, person))
     if held is None:
         return False
     session.delete(held)
-    session.add(
-        TagChange(
-            tag_id=tag.id,
-            person_id=person,
-            change="lost",
-            source="manual",
-            actor=actor,
-            note=note or None,
-            at=utc_now(),
-        )
-    )
+    session.add(_manual_change(tag, person, "lost", actor=actor, note=note, at=utc_now()))
     tag.holders -= 1
     return True
 
@@ -293,7 +321,7 @@ def apply_tag_refresh(
     current = set(session.scalars(select(PersonTag.person_id).where(PersonTag.tag_id == tag.id)))
     gained = sorted(selected - current)
     lost = sorted(current - selected)
-    for part in chunks(lost):
+    for part in chunks(lost, REFRESH_CHUNK):
         session.execute(delete(PersonTag).where(PersonTag.tag_id == tag.id, PersonTag.person_id.in_(part)))
     insert_rows(
         session,
