@@ -150,6 +150,23 @@ def test_the_demo_loads_a_brand_and_scores_oneid(tmp_path: Path) -> None:
     assert accuracy["recall"] >= 0.99
     scored = json.loads(memberops(tmp_path, "identity", "accuracy", "--format", "json").stdout)
     assert scored == accuracy
+    # The living programme and the insight step, as of the history's last day (deterministic for the seed).
+    assert "ledger check: no problem" in result.stdout
+    assert "tags: durian_fan 2, big_spender 15, group_member 101" in result.stdout
+    assert (
+        "segments: expired_paid_plan 6, koc_candidates 20, one_time_buyers 61, sleeping_gold 0"
+        in result.stdout
+    )
+    assert "layers 2026-10: connected 192, member_not_purchased 323, purchased 48, repurchase 19, koc 3" in (
+        result.stdout
+    )
+    listed = json.loads(memberops(tmp_path, "segment", "list", "--format", "json").stdout)
+    assert sorted(segment["name"] for segment in listed) == [
+        "expired_paid_plan",
+        "koc_candidates",
+        "one_time_buyers",
+        "sleeping_gold",
+    ]
 
 
 def test_a_new_channel_is_accepted_once_registered(tmp_path: Path) -> None:

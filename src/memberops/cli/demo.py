@@ -104,6 +104,7 @@ def demo(
         f"over {accuracy.records:,} records"
     )
     _run_programme(svc, seed=seed)
+    _show_insight(svc, as_of=last_day)
     with unit_of_work(svc.sessions) as session:
         stamp = utc_now().strftime("%Y%m%d%H%M%S")
         _, key = access.create_key(session, f"demo-admin-{stamp}", "admin", actor=CLI_ACTOR)
@@ -119,6 +120,35 @@ def demo(
 
         console.print(f"serving on http://{host}:{port} (Ctrl+C to stop)")
         run_server(host, port, svc)
+
+
+def _show_insight(svc: Services, *, as_of: date) -> None:
+    """Compute every analysis, the demo's tags and the ready-made segments; print the headlines."""
+    from memberops.demo.insight_run import run_insight
+
+    console.print("computing every analysis, the demo's tags and the ready-made segments")
+    summary = run_insight(svc, actor=CLI_ACTOR, as_of=as_of)
+    rfm, stages = summary.analyses["rfm"], summary.analyses["lifecycle"]["stages"]
+    layers, kpis = summary.analyses["layers"], summary.analyses["kpis"]["overall"]
+    classes = sorted(rfm["classes"], key=lambda figures: -int(figures["people"]))[:3]
+    console.print(
+        f"RFM {rfm['start']}..{rfm['end']} ({rfm['people']:,} buyers): "
+        + ", ".join(f"{c['name']} {int(c['people']):,}" for c in classes)
+        + f"\nlifecycle on {as_of}: "
+        + ", ".join(f"{stage} {int(people):,}" for stage, people in stages.items())
+        + f"\nlayers {layers['period']}: "
+        + ", ".join(f"{layer} {int(people):,}" for layer, people in layers["layers"].items())
+        + f"; capital {layers['capital']:,}, conversion {layers['conversion']}"
+        + f"\nKPIs {summary.analyses['kpis']['period']}: members {int(kpis['members']):,}, "
+        f"active {int(kpis['active_members']):,}, repurchase rate {kpis['repurchase_rate']}, "
+        f"churn rate {kpis['churn_rate']}; magic number {summary.analyses['magic-number']['magic_number']}"
+        + "\ntags: "
+        + ", ".join(f"{name} {people:,}" for name, people in summary.tags.items())
+        + "\nsegments: "
+        + ", ".join(f"{name} {people:,}" for name, people in summary.segments.items())
+        + "\n(memberops analyze rfm|lifecycle|layers|kpis|cross|cohorts|magic-number|preferences, "
+        "memberops segment list, memberops tag show PERSON)"
+    )
 
 
 def _run_programme(svc: Services, *, seed: int) -> None:
