@@ -72,16 +72,17 @@ def sales(source: Source, clock: base.Clock) -> ir.Table:
         store_type=joined.store_kind.fill_null(NO_STORE),
         channel=joined.source,
     )
-    facts = facts.filter(facts.net_fen > 0)
-    spells = _spells(source)
-    covered = facts.semi_join(
-        spells,
-        [
-            facts.person_id == spells.person_id,
-            spells.joined <= facts.epoch,
-            ibis.ifelse(spells.left.isnull(), spells.status == "active", spells.left > facts.epoch),
-        ],
-    ).select(member_order_id="order_id")
+    # An equality join on the person, then the spell's range, then one row per order: as a semi
+    # join with the range inside, SQLite compared every order with every spell (minutes at 200,000
+    # orders); kept as tables, the join gets an automatic index on the person.
+    facts = source.keep(facts.filter(facts.net_fen > 0))
+    spells = source.keep(_spells(source))
+    pairs = facts.inner_join(spells, facts.person_id == spells.person_id)
+    pairs = pairs.filter(
+        pairs.joined <= pairs.epoch,
+        ibis.ifelse(pairs.left.isnull(), pairs.status == "active", pairs.left > pairs.epoch),
+    )
+    covered = source.keep(pairs.select(member_order_id=pairs.order_id).distinct())
     marked = facts.left_join(covered, facts.order_id == covered.member_order_id)
     return marked.select(
         *(marked[name] for name in facts.columns),

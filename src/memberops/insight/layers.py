@@ -240,7 +240,11 @@ def report(source: Source, clock: base.Clock, period: Period, settings: LayerSet
         for row in sorted(by_field.to_pyarrow().to_pylist(), key=lambda row: str(row["field"]))
     )
 
-    value = known.semi_join(now, known.person_id == now.person_id).net_fen.sum()
+    # ``now`` has one row per person, so an inner join keeps each purchase once; as a semi join
+    # SQLite checked every purchase against every person (minutes at 20,000 members).
+    in_layers = now.select(layer_person=now.person_id)
+    held_by = known.inner_join(in_layers, known.person_id == in_layers.layer_person)
+    value = held_by.net_fen.sum()
     transaction_value = value.to_pyarrow().as_py()
     return LayersReport(
         as_of=clock.as_of,
