@@ -9,13 +9,13 @@ from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from sqlalchemy.orm import Session
 
 from memberops.cli.common import (
     CLI_ACTOR,
     OutputFormat,
     console,
     errors,
+    person_of,
     print_json,
     print_table,
     reports_errors,
@@ -23,7 +23,6 @@ from memberops.cli.common import (
     transaction,
 )
 from memberops.cli.persons import PERSON_HELP
-from memberops.identity.queries import resolve_reference
 from memberops.kit.clock import parse_instant, utc_now
 from memberops.kit.errors import NotFound, ValidationFailed
 from memberops.loyalty.jobs import CHUNK
@@ -49,13 +48,6 @@ EXIT_PROBLEMS = 1
 PersonArgument = Annotated[str, typer.Argument(help=PERSON_HELP)]
 FormatOption = Annotated[OutputFormat, typer.Option("--format")]
 OperatorOption = Annotated[str, typer.Option("--operator", help="who is doing this (kept on the entry)")]
-
-
-def _person(session: Session, text: str) -> int:
-    person_id = resolve_reference(session, services().identity, text)
-    if person_id is None:
-        raise NotFound(f"no person is known by {text!r}")
-    return person_id
 
 
 # --- programme -------------------------------------------------------------------------------------
@@ -119,7 +111,7 @@ def points_balance(person: PersonArgument, output: FormatOption = OutputFormat.T
     """Show a member's balance, what they can spend now, any debt and points expiring soon."""
     svc = services()
     with transaction() as session:
-        summary = svc.loyalty.points_summary(session, _person(session, person))
+        summary = svc.loyalty.points_summary(session, person_of(session, person))
     if output is OutputFormat.JSON:
         print_json(summary)
         return
@@ -145,7 +137,7 @@ def points_history(
     """List a member's ledger entries, newest first."""
     svc = services()
     with transaction() as session:
-        rows = svc.loyalty.points_history(session, _person(session, person), limit=limit)
+        rows = svc.loyalty.points_history(session, person_of(session, person), limit=limit)
     if output is OutputFormat.JSON:
         print_json(rows)
         return
@@ -187,7 +179,7 @@ def points_adjust(
     with transaction() as session:
         entry = svc.loyalty.adjust(
             session,
-            _person(session, person),
+            person_of(session, person),
             amount,
             reason=reason,
             actor=operator,
@@ -218,7 +210,7 @@ def points_redeem(
     with transaction() as session:
         entry = svc.loyalty.spend(
             session,
-            _person(session, person),
+            person_of(session, person),
             amount,
             key=f"redeem:{key}",
             reason=reason,
@@ -243,7 +235,7 @@ def tier_show(person: PersonArgument, output: FormatOption = OutputFormat.TABLE)
     """Show a member's tier, growth, "N to next tier" and "will downgrade on D unless N more growth"."""
     svc = services()
     with transaction() as session:
-        summary = svc.loyalty.tier_summary(session, _person(session, person))
+        summary = svc.loyalty.tier_summary(session, person_of(session, person))
     if output is OutputFormat.JSON:
         print_json(summary)
         return
@@ -282,7 +274,7 @@ def tier_floor(
     svc = services()
     with transaction() as session:
         now_tier = svc.loyalty.set_floor(
-            session, _person(session, person), tier, actor=operator, reason=reason
+            session, person_of(session, person), tier, actor=operator, reason=reason
         )
     typer.echo(f"floor {'set to ' + tier if tier else 'cleared'}; tier now {now_tier}")
 
@@ -301,7 +293,7 @@ def tier_task(
     with transaction() as session:
         result = complete_task(
             session,
-            _person(session, person),
+            person_of(session, person),
             task,
             key=f"cli:{key}",
             actor=operator,

@@ -21,6 +21,7 @@ from memberops.cli.common import (
     CLI_ACTOR,
     OutputFormat,
     errors,
+    person_of,
     print_json,
     print_table,
     reports_errors,
@@ -28,7 +29,6 @@ from memberops.cli.common import (
     transaction,
 )
 from memberops.cli.persons import PERSON_HELP
-from memberops.identity.queries import resolve_reference
 from memberops.kit.clock import parse_instant, utc_now
 from memberops.kit.errors import NotFound, ValidationFailed
 from memberops.kit.money import yuan_to_fen
@@ -69,13 +69,6 @@ KeyOption = Annotated[
 ]
 OperatorOption = Annotated[str, typer.Option("--operator", help="who is doing this (kept with the change)")]
 AtOption = Annotated[str | None, typer.Option(help="as of this instant (ISO 8601; default now)")]
-
-
-def _person(session: Session, text: str) -> int:
-    person_id = resolve_reference(session, services().identity, text)
-    if person_id is None:
-        raise NotFound(f"no person is known by {text!r}")
-    return person_id
 
 
 def _key(key: str | None) -> str:
@@ -130,7 +123,7 @@ def coupon_issue(
                 ids: list[int] = []
                 for reference in chunk:
                     try:
-                        ids.append(_person(session, reference))
+                        ids.append(person_of(session, reference))
                     except (NotFound, ValidationFailed):
                         unknown.append(reference)
                 options: dict[str, Any] = {
@@ -224,7 +217,7 @@ def coupon_list(
 ) -> None:
     """List a member's coupons, newest first."""
     with transaction() as session:
-        rows = offer_views.coupons_of(session, _person(session, person), status=status, limit=limit)
+        rows = offer_views.coupons_of(session, person_of(session, person), status=status, limit=limit)
     if output is OutputFormat.JSON:
         print_json(rows)
         return
@@ -252,7 +245,7 @@ def coupon_redeem(
 ) -> None:
     """Use a coupon once (a voucher handed over at the till)."""
     with transaction() as session:
-        person_id = _person(session, person) if person else None
+        person_id = person_of(session, person) if person else None
         used = coupon_service.redeem_coupon(
             session,
             code,
@@ -321,7 +314,7 @@ def reward_list(
 ) -> None:
     """List the rewards catalogue with what is left (and, for a member, what they may redeem)."""
     with transaction() as session:
-        member = _person(session, person) if person else None
+        member = person_of(session, person) if person else None
         rows = [
             offer_views.catalogue_view(item) for item in reward_service.catalogue(session, person_id=member)
         ]
@@ -358,7 +351,7 @@ def reward_redeem(
     """Redeem a reward with the member's points."""
     with transaction() as session:
         outcome = reward_service.redeem_reward(
-            session, _person(session, person), reward, key=_key(key), actor=operator, time_zone=_zone()
+            session, person_of(session, person), reward, key=_key(key), actor=operator, time_zone=_zone()
         )
         view = offer_views.redemption_view(
             outcome.redemption, reward_service.granted_coupon(session, outcome.redemption)
@@ -413,7 +406,7 @@ def _buy(
     with transaction() as session:
         outcome = plan_service.buy_plan(
             session,
-            _person(session, person),
+            person_of(session, person),
             plan,
             key=_key(key),
             actor=operator,
@@ -470,7 +463,7 @@ def plan_refund(
     with transaction() as session:
         outcome = plan_service.refund_plan(
             session,
-            _person(session, person),
+            person_of(session, person),
             key=_key(key),
             reason=reason,
             actor=operator,
@@ -488,7 +481,7 @@ def plan_status(
     """Show a member's plan status (active, expiring, expired, none) and their terms."""
     moment = parse_instant(at) if at else utc_now()
     with transaction() as session:
-        member = _person(session, person)
+        member = person_of(session, person)
         status = plan_service.plan_status_of(session, member, time_zone=_zone(), at=moment)
         view = offer_views.plan_of(session, member, status)
     if output is OutputFormat.JSON:
@@ -630,7 +623,7 @@ def checkout_quote(
     selected: list[int] | None = [] if no_coupon else (list(coupon) if coupon else None)
     with transaction() as session:
         priced = checkout_service.quote_for(
-            session, _person(session, person), basket, selected=selected, points=points, time_zone=_zone()
+            session, person_of(session, person), basket, selected=selected, points=points, time_zone=_zone()
         )
     view = offer_views.quote_view(priced)
     if output is OutputFormat.JSON:
@@ -660,7 +653,7 @@ def checkout_settle(
         request = checkout_service.SettleRequest(
             source=source,
             external_order_id=order,
-            person_id=_person(session, person),
+            person_id=person_of(session, person),
             lines=_lines(line, cart),
             store=store,
             delivery_fen=yuan_to_fen(delivery),
@@ -748,7 +741,7 @@ def benefit_birthday(
     except ValueError:
         raise ValidationFailed(f"{birthday!r} is not a date (YYYY-MM-DD)") from None
     with transaction() as session:
-        membership = benefit_service.set_birthday(session, _person(session, person), day, time_zone=_zone())
+        membership = benefit_service.set_birthday(session, person_of(session, person), day, time_zone=_zone())
         typer.echo(f"person {membership.person_id}: birthday {day.isoformat()}")
 
 
