@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from memberops.events import DomainEvent, emit_many
 from memberops.identity.repository import chunks
-from memberops.kit.db import insert_rows, insert_with_ids
+from memberops.kit.db import fetch, insert_rows, insert_with_ids
 from memberops.loyalty.ledger import LedgerWriter
 from memberops.loyalty.lots import expiry_of
 from memberops.loyalty.offers import Gift
@@ -119,7 +119,8 @@ class GrowthWriter:
         missing = sorted(set(person_ids) - set(self.tiers))
         for part in chunks(missing):
             # Columns, not ORM objects: tier rows change through Core updates (see ``flush``).
-            rows = self.session.execute(
+            rows = fetch(
+                self.session,
                 select(
                     MemberTier.person_id,
                     MemberTier.tier,
@@ -128,7 +129,7 @@ class GrowthWriter:
                     MemberTier.growth_total,
                     MemberTier.gifted_tiers,
                     MemberTier.next_evaluation_on,
-                ).where(MemberTier.person_id.in_(part))
+                ).where(MemberTier.person_id.in_(part)),
             )
             for person_id, tier, floor, since, total, gifted, next_on in rows:
                 self.tiers[person_id] = TierState(
@@ -169,14 +170,15 @@ class GrowthWriter:
             for person_id, total in window_growth_of(self.session, wanted, last_start, first_end).items():
                 self.timelines[person_id].base = total
         for part in chunks(wanted):
-            rows = self.session.execute(
+            rows = fetch(
+                self.session,
                 select(GrowthEntry.person_id, GrowthEntry.occurred_at, GrowthEntry.delta)
                 .where(
                     GrowthEntry.person_id.in_(part),
                     GrowthEntry.occurred_at >= first_start,
                     or_(GrowthEntry.occurred_at < last_start, GrowthEntry.occurred_at >= first_end),
                 )
-                .order_by(GrowthEntry.person_id, GrowthEntry.occurred_at)
+                .order_by(GrowthEntry.person_id, GrowthEntry.occurred_at),
             )
             for person_id, occurred_at, delta in rows:
                 self.timelines[person_id].add(occurred_at, int(delta))
@@ -425,14 +427,15 @@ def window_growth_of(
     wanted = sorted(set(person_ids))
     found = dict.fromkeys(wanted, 0)
     for part in chunks(wanted):
-        rows = session.execute(
+        rows = fetch(
+            session,
             select(GrowthEntry.person_id, func.coalesce(func.sum(GrowthEntry.delta), 0))
             .where(
                 GrowthEntry.person_id.in_(part),
                 GrowthEntry.occurred_at >= start,
                 GrowthEntry.occurred_at < end,
             )
-            .group_by(GrowthEntry.person_id)
+            .group_by(GrowthEntry.person_id),
         )
         found.update({person_id: int(total) for person_id, total in rows})
     return found

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from memberops.events import DomainEvent, emit_many
 from memberops.identity.repository import chunks
-from memberops.kit.db import insert_rows, insert_with_ids
+from memberops.kit.db import fetch, insert_rows, insert_with_ids
 from memberops.kit.errors import Conflict
 from memberops.loyalty import lots as lot_rules
 from memberops.models import PointsAccount, PointsAllocation, PointsEntry, PointsLot, table_of
@@ -105,13 +105,31 @@ class LedgerWriter:
     # ------------------------------------------------------------------ locking and loading
 
     def lock(self, person_ids: Iterable[int]) -> dict[int, AccountState]:
-        """Lock the accounts of ``person_ids`` (creating missing ones) and return their state."""
+        """Lock the accounts of ``person_ids`` (creating missing ones) and return their state.
+
+        PostgreSQL: create the missing accounts (``ON CONFLICT DO NOTHING``) and read them all
+        ``FOR UPDATE``, both in person order, so concurrent writers take row locks in one order
+        and cannot deadlock. SQLite: a writer holds the database's only write lock from ``BEGIN
+        IMMEDIATE`` on, so the accounts are read first and only those not found are created; a
+        replay touches mostly members it has seen before and sends no upsert for them.
+        """
         wanted = sorted(set(person_ids) - set(self.accounts))
         if not wanted:
             return self.accounts
         table = table_of(PointsAccount)
-        insert = postgresql.insert if self.session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        for part in chunks(wanted):
+        if self.session.get_bind().dialect.name == "postgresql":
+            self._create(table, wanted, postgresql.insert)
+            self._read_locked(table, wanted)
+            return self.accounts
+        self._read_locked(table, wanted)
+        missing = [person_id for person_id in wanted if person_id not in self.accounts]
+        if missing:
+            self._create(table, missing, sqlite.insert)
+            self._read_locked(table, missing)
+        return self.accounts
+
+    def _create(self, table: Table, person_ids: list[int], insert: Any) -> None:
+        for part in chunks(person_ids):
             self.session.connection().execute(
                 insert(table).on_conflict_do_nothing(index_elements=[table.c.person_id]),
                 [
@@ -119,15 +137,18 @@ class LedgerWriter:
                     for person_id in part
                 ],
             )
-            rows = self.session.execute(
+
+    def _read_locked(self, table: Table, person_ids: list[int]) -> None:
+        for part in chunks(person_ids):
+            rows = fetch(
+                self.session,
                 select(table.c.person_id, table.c.balance, table.c.debt, table.c.revision)
                 .where(table.c.person_id.in_(part))
                 .order_by(table.c.person_id)
-                .with_for_update()
+                .with_for_update(),
             )
             for person_id, balance, debt, revision in rows:
                 self.accounts[person_id] = AccountState(person_id, int(balance), int(debt), int(revision))
-        return self.accounts
 
     def account(self, person_id: int) -> AccountState:
         """Return the locked account of ``person_id`` (lock it first)."""
@@ -150,13 +171,13 @@ class LedgerWriter:
         )
         rows: list[Any] = []
         for part in chunks(missing):
-            rows += self.session.execute(
-                select(*columns).where(PointsLot.person_id.in_(part), PointsLot.remaining > 0)
+            rows += fetch(
+                self.session, select(*columns).where(PointsLot.person_id.in_(part), PointsLot.remaining > 0)
             ).all()
         known = {lot_id for account in self.accounts.values() for lot_id in (account.lots or {})}
         wanted = sorted(set(lot_ids) - known)
         for part in chunks(wanted):
-            rows += self.session.execute(select(*columns).where(PointsLot.id.in_(part))).all()
+            rows += fetch(self.session, select(*columns).where(PointsLot.id.in_(part))).all()
         for lot_id, person_id, amount, remaining, earned_at, expires_at in rows:
             account = self.accounts[person_id]
             if account.lots is None:

@@ -18,12 +18,12 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import ColumnElement, Row, Select, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from memberops.identity.repository import chunks
 from memberops.kit.clock import utc_now
-from memberops.kit.db import insert_rows
+from memberops.kit.db import fetch, insert_rows
 from memberops.loyalty.coupon_service import issue_upgrade_gifts
 from memberops.loyalty.earning import (
     Earning,
@@ -84,7 +84,9 @@ class RefundTakenBack:
 
 
 @dataclass(frozen=True)
-class _OrderRow:
+class OrderRow:
+    """What earning reads of an order, in the column order of ``order_rows``."""
+
     order_id: int
     person_id: int
     source: str
@@ -92,8 +94,16 @@ class _OrderRow:
     store: str | None
     paid_at: datetime
 
+    @classmethod
+    def of(cls, row: Row[int, int | None, str, str, str, datetime]) -> OrderRow:
+        """Read a row of ``order_rows`` (its query keeps only orders attributed to a person)."""
+        order_id, person_id, source, external_id, store, paid_at = row
+        if person_id is None:
+            raise ValueError(f"order {order_id} has no person and earns nothing")
+        return cls(order_id, person_id, source, external_id, store, paid_at)
 
-def _members_when_paid(session: Session, orders: Sequence[_OrderRow]) -> set[int]:
+
+def _members_when_paid(session: Session, orders: Sequence[OrderRow]) -> set[int]:
     """Return the ids of orders whose person held a membership when the order was paid."""
     held = members_at(session, [(order.person_id, order.paid_at) for order in orders])
     return {order.order_id for order in orders if (order.person_id, order.paid_at) in held}
@@ -108,10 +118,11 @@ def members_at(session: Session, moments: Sequence[tuple[int, datetime]]) -> set
     spells: dict[int, list[tuple[datetime, datetime | None]]] = defaultdict(list)
     persons = sorted({person_id for person_id, _ in moments})
     for part in chunks(persons):
-        for person_id, joined_at, cancelled_at in session.execute(
+        for person_id, joined_at, cancelled_at in fetch(
+            session,
             select(Membership.person_id, Membership.joined_at, Membership.cancelled_at).where(
                 Membership.person_id.in_(part)
-            )
+            ),
         ):
             spells[person_id].append((joined_at, cancelled_at))
     return {
@@ -124,26 +135,28 @@ def members_at(session: Session, moments: Sequence[tuple[int, datetime]]) -> set
     }
 
 
-def _load_orders(session: Session, order_ids: Sequence[int]) -> list[_OrderRow]:
-    found: list[_OrderRow] = []
+def order_rows(*where: ColumnElement[bool]) -> Select[int, int | None, str, str, str, datetime]:
+    """Select the columns of ``OrderRow`` for the orders matching ``where``."""
+    return (
+        select(Order.id, Order.person_id, Order.source, Order.external_id, Store.code, Order.paid_at)
+        .outerjoin(Store, Store.id == Order.store_id)
+        .where(*where)
+    )
+
+
+def _load_orders(session: Session, order_ids: Sequence[int]) -> list[OrderRow]:
+    found: list[OrderRow] = []
     for part in chunks(sorted(set(order_ids))):
-        rows = session.execute(
-            select(Order.id, Order.person_id, Order.source, Order.external_id, Store.code, Order.paid_at)
-            .outerjoin(Store, Store.id == Order.store_id)
-            .where(Order.id.in_(part), Order.person_id.is_not(None))
-        )
-        found += [
-            _OrderRow(order_id, person_id, source, external_id, store, paid_at)
-            for order_id, person_id, source, external_id, store, paid_at in rows
-            if person_id is not None
-        ]
+        rows = fetch(session, order_rows(Order.id.in_(part), Order.person_id.is_not(None)))
+        found += [OrderRow.of(row) for row in rows]
     return found
 
 
 def _load_lines(session: Session, order_ids: Sequence[int]) -> dict[int, list[PurchaseLine]]:
     lines: dict[int, list[PurchaseLine]] = defaultdict(list)
     for part in chunks(sorted(order_ids)):
-        for order_id, line_no, sku, category, quantity, amount in session.execute(
+        for order_id, line_no, sku, category, quantity, amount in fetch(
+            session,
             select(
                 OrderLine.order_id,
                 OrderLine.line_no,
@@ -151,7 +164,7 @@ def _load_lines(session: Session, order_ids: Sequence[int]) -> dict[int, list[Pu
                 OrderLine.category,
                 OrderLine.quantity,
                 OrderLine.amount_fen,
-            ).where(OrderLine.order_id.in_(part))
+            ).where(OrderLine.order_id.in_(part)),
         ):
             lines[order_id].append(PurchaseLine(line_no, sku, category, quantity, amount))
     return lines
@@ -160,7 +173,7 @@ def _load_lines(session: Session, order_ids: Sequence[int]) -> dict[int, list[Pu
 def _order_amounts(session: Session, order_ids: Sequence[int]) -> dict[int, int]:
     amounts: dict[int, int] = {}
     for part in chunks(sorted(order_ids)):
-        amounts.update(session.execute(select(Order.id, Order.amount_fen).where(Order.id.in_(part))).all())
+        amounts.update(fetch(session, select(Order.id, Order.amount_fen).where(Order.id.in_(part))).all())
     return amounts
 
 
@@ -183,7 +196,7 @@ def _plan_terms(session: Session, rules: Programme, persons: set[int]) -> dict[i
 
 
 def _plan_on(
-    rules: Programme, terms: dict[int, list[PlanTerm]] | None, order: _OrderRow, time_zone: ZoneInfo
+    rules: Programme, terms: dict[int, list[PlanTerm]] | None, order: OrderRow, time_zone: ZoneInfo
 ) -> str | None:
     """The plan whose benefits the order's member held when it was paid, if any."""
     if not terms or order.person_id not in terms:
@@ -212,7 +225,8 @@ def _earned_already(session: Session, order_ids: Sequence[int]) -> dict[int, _Ea
     found: dict[int, _Earned] = {}
     table = table_of(OrderEarning)
     for part in chunks(sorted(order_ids)):
-        for row in session.execute(
+        for row in fetch(
+            session,
             select(
                 table.c.order_id,
                 table.c.person_id,
@@ -225,7 +239,7 @@ def _earned_already(session: Session, order_ids: Sequence[int]) -> dict[int, _Ea
                 table.c.refunded_fen,
                 table.c.points_taken_back,
                 table.c.growth_taken_back,
-            ).where(table.c.order_id.in_(part))
+            ).where(table.c.order_id.in_(part)),
         ):
             found[row.order_id] = _Earned(*row)
     return found
@@ -239,14 +253,15 @@ def _earned_on_days(session: Session, pairs: set[tuple[int, date]]) -> defaultdi
     if not pairs:
         return earned
     for part in chunks(persons):
-        for person_id, day, points in session.execute(
+        for person_id, day, points in fetch(
+            session,
             select(OrderEarning.person_id, OrderEarning.business_date, func.sum(OrderEarning.points))
             .where(
                 OrderEarning.person_id.in_(part),
                 OrderEarning.business_date >= days[0],
                 OrderEarning.business_date <= days[-1],
             )
-            .group_by(OrderEarning.person_id, OrderEarning.business_date)
+            .group_by(OrderEarning.person_id, OrderEarning.business_date),
         ):
             earned[(person_id, day)] = int(points)
     return earned
@@ -272,13 +287,40 @@ def earn_for_orders(
     active = programme or active_programme(session)
     if active is None or not order_ids:
         return []
-    rules = active.programme
-    now = now or utc_now()
     orders = _load_orders(session, order_ids)
     eligible = _members_when_paid(session, orders)
-    orders = [order for order in orders if order.order_id in eligible]
+    return earn_for_member_orders(
+        session,
+        [order for order in orders if order.order_id in eligible],
+        time_zone=time_zone,
+        actor=actor,
+        now=now,
+        programme=active,
+        emit_events=emit_events,
+    )
+
+
+def earn_for_member_orders(
+    session: Session,
+    orders: Sequence[OrderRow],
+    *,
+    time_zone: ZoneInfo,
+    actor: str = LOYALTY_ACTOR,
+    now: datetime | None = None,
+    programme: ActiveProgramme,
+    emit_events: bool = True,
+) -> list[OrderEarned]:
+    """Earn for ``orders`` known to be paid while their person held a membership; never commits.
+
+    ``earn_for_orders`` after it has loaded the orders and checked membership. A replay selects
+    the rows itself (``order_rows``) with the membership condition in its query, so it comes
+    here directly instead of reading every order twice.
+    """
     if not orders:
         return []
+    active = programme
+    rules = active.programme
+    now = now or utc_now()
     writer = LedgerWriter(session, now, emit_events=emit_events)
     writer.lock(order.person_id for order in orders)
     # Checked under the lock: a concurrent writer that earned these orders has committed by now.
@@ -310,7 +352,7 @@ def earn_for_orders(
     earned_today = _earned_on_days(session, days) if rules.earn.caps.per_day is not None else None
 
     plan_terms = _plan_terms(session, rules, persons)
-    planned: list[tuple[_OrderRow, Earning, int | None, LotState | None, int | None, str]] = []
+    planned: list[tuple[OrderRow, Earning, int | None, LotState | None, int | None, str]] = []
     expiries: dict[date, datetime | None] = {}
     for order in fresh:
         state = tiers[order.person_id]
@@ -476,7 +518,8 @@ def take_back_refunds(
     for part in chunks(sorted(set(refund_ids))):
         refunds += [
             (int(refund_id), int(order_id), int(amount), refunded_at, int(person_id), paid_at)
-            for refund_id, order_id, amount, refunded_at, person_id, paid_at in session.execute(
+            for refund_id, order_id, amount, refunded_at, person_id, paid_at in fetch(
+                session,
                 select(
                     Refund.id,
                     Refund.order_id,
@@ -487,7 +530,7 @@ def take_back_refunds(
                 )
                 .join(OrderEarning, OrderEarning.order_id == Refund.order_id)
                 .join(Order, Order.id == Refund.order_id)
-                .where(Refund.id.in_(part))
+                .where(Refund.id.in_(part)),
             )
         ]
     if not refunds:
