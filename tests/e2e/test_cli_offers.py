@@ -14,15 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from memberops.cli import common
-from memberops.cli.main import app
 from memberops.ingest.records import parse_event
 from memberops.kit.db import unit_of_work
 from memberops.loyalty.points import adjust_points
 from memberops.loyalty.programme import demo_programme
 from memberops.wiring import Services
+from tests.integration.cli_support import cli_runner
 
 from .test_cli import memberops
 
@@ -64,14 +62,12 @@ def run(services: Services, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
             key="k",
             time_zone=services.loyalty.time_zone,
         )
-    monkeypatch.setattr(common, "_services", services)
     monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
+    run_cli = cli_runner(services, monkeypatch)
 
     def invoke(command: str, *extra: str, status: int = 0, json_output: bool = True) -> Any:
-        args = [*shlex.split(command), *extra] + (["--format", "json"] if json_output else [])
-        result = runner.invoke(app, args)
-        assert result.exit_code == status, (result.stdout, result.stderr)
+        args = shlex.join([*extra, *(["--format", "json"] if json_output else [])])
+        result = run_cli(f"{command} {args}", status)
         if status != 0 or not json_output:
             return result
         return json.loads(result.stdout)

@@ -8,20 +8,17 @@ test runs the real ``memberops`` process, the way an operator or a cron job does
 from __future__ import annotations
 
 import json
-import shlex
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from memberops.access.rules import Role
-from memberops.cli import common
-from memberops.cli.main import app
 from memberops.kit.clock import business_date, utc_now
 from memberops.loyalty.reports import coupon_report, points_economics, tier_report
 from memberops.wiring import Services
+from tests.integration.cli_support import cli_runner
 from tests.integration.reports_support import ZONE, History, build_history, read
 
 from .test_api_support import Api, error_of, start_api
@@ -170,15 +167,7 @@ def test_the_reports_are_described_in_openapi(api: Api) -> None:
 @pytest.fixture
 def run(history: History, monkeypatch: pytest.MonkeyPatch) -> Any:
     """``run("report points --from …")`` invokes the CLI in-process on the history's database."""
-    monkeypatch.setattr(common, "_services", history.services)
-    runner = CliRunner()
-
-    def invoke(command: str, status: int = 0) -> Any:
-        result = runner.invoke(app, shlex.split(command))
-        assert result.exit_code == status, (result.stdout, result.stderr)
-        return result
-
-    return invoke
+    return cli_runner(history.services, monkeypatch)
 
 
 def test_report_points_as_json_is_the_report(run: Any, history: History) -> None:

@@ -320,7 +320,10 @@ def replay(
             query = order_rows(*_pending()).order_by(Order.paid_at, Order.id).limit(batch_size)
             if after is not None:
                 query = query.where(
-                    or_(Order.paid_at > after[0], and_(Order.paid_at == after[0], Order.id > after[1]))
+                    # the first condition alone is what an index on paid_at can seek to; without
+                    # it PostgreSQL scans every earlier order again for each batch
+                    Order.paid_at >= after[0],
+                    or_(Order.paid_at > after[0], and_(Order.paid_at == after[0], Order.id > after[1])),
                 )
             if checkpoints:
                 query = query.where(Order.paid_at < checkpoints[0])

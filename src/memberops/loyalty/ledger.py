@@ -107,28 +107,26 @@ class LedgerWriter:
     def lock(self, person_ids: Iterable[int]) -> dict[int, AccountState]:
         """Lock the accounts of ``person_ids`` (creating missing ones) and return their state.
 
-        PostgreSQL: create the missing accounts (``ON CONFLICT DO NOTHING``) and read them all
-        ``FOR UPDATE``, both in person order, so concurrent writers take row locks in one order
-        and cannot deadlock. SQLite: a writer holds the database's only write lock from ``BEGIN
-        IMMEDIATE`` on, so the accounts are read first and only those not found are created; a
-        replay touches mostly members it has seen before and sends no upsert for them.
+        The accounts that exist are read ``FOR UPDATE`` in person order; only those not found are
+        then created (in person order, ``ON CONFLICT DO NOTHING`` for one a concurrent writer has
+        just created) and read the same way. Existing rows are thus locked in one order, and new
+        rows are inserted in one order, by every writer, so two cannot wait for each other in a
+        cycle; a replay, which mostly touches members it has seen before, sends no upsert for
+        them. (On SQLite a writer holds the only write lock from ``BEGIN IMMEDIATE`` anyway.)
         """
         wanted = sorted(set(person_ids) - set(self.accounts))
         if not wanted:
             return self.accounts
         table = table_of(PointsAccount)
-        if self.session.get_bind().dialect.name == "postgresql":
-            self._create(table, wanted, postgresql.insert)
-            self._read_locked(table, wanted)
-            return self.accounts
         self._read_locked(table, wanted)
         missing = [person_id for person_id in wanted if person_id not in self.accounts]
         if missing:
-            self._create(table, missing, sqlite.insert)
+            self._create(table, missing)
             self._read_locked(table, missing)
         return self.accounts
 
-    def _create(self, table: Table, person_ids: list[int], insert: Any) -> None:
+    def _create(self, table: Table, person_ids: list[int]) -> None:
+        insert = postgresql.insert if self.session.get_bind().dialect.name == "postgresql" else sqlite.insert
         for part in chunks(person_ids):
             self.session.connection().execute(
                 insert(table).on_conflict_do_nothing(index_elements=[table.c.person_id]),
