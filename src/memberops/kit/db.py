@@ -8,12 +8,14 @@ failing half-way; PostgreSQL gets row and advisory locks where a read-modify-wri
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, TypeVarTuple, cast, overload
 
+import sqlalchemy
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -25,6 +27,7 @@ from sqlalchemy import (
     Integer,
     Result,
     Table,
+    bindparam,
     create_engine,
     event,
     text,
@@ -218,6 +221,48 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
         _copy_rows(connection, table, rows)
         return
     connection.execute(table.insert(), rows)
+
+
+def update_rows(session: Session, table: Table, key: str, rows: list[dict[str, Any]]) -> None:
+    """Set the columns each row names on the row of ``table`` whose ``key`` column equals its ``key``.
+
+    Every row names the same columns. SQLite runs one executemany (in-process, cheap per row).
+    PostgreSQL gets a batch as **one** ``UPDATE … FROM unnest(arrays)``: an executemany would have
+    the server plan and run an UPDATE per row, about as costly as the inserts of a replay batch.
+    Values go through the columns' bind processing first, as in any other statement.
+    """
+    if not rows:
+        return
+    connection = session.connection()
+    names = [name for name in rows[0] if name != key]
+    if len(rows) < _COPY_FROM or connection.dialect.name != "postgresql":
+        statement = (
+            sqlalchemy.update(table)
+            .where(table.c[key] == bindparam(f"_{key}"))
+            .values({name: bindparam(f"_{name}") for name in names})
+        )
+        connection.execute(statement, [{f"_{name}": value for name, value in row.items()} for row in rows])
+        return
+    dialect = connection.dialect
+    quote = dialect.identifier_preparer.quote
+    columns = [key, *names]
+    arrays: dict[str, list[Any]] = {}
+    casts: list[str] = []
+    for index, name in enumerate(columns):
+        column_type = table.c[name].type
+        values = [row[name] for row in rows]
+        if isinstance(column_type, sqlalchemy.JSON):
+            arrays[f"a{index}"] = [json.dumps(value) for value in values]
+            casts.append(f"CAST(CAST(:a{index} AS text[]) AS json[])")
+            continue
+        process = column_type.dialect_impl(dialect).bind_processor(dialect)
+        arrays[f"a{index}"] = values if process is None else [process(value) for value in values]
+        casts.append(f"CAST(:a{index} AS {column_type.compile(dialect)}[])")
+    assignments = ", ".join(f"{quote(name)} = v.{quote(name)}" for name in names)
+    source = f"unnest({', '.join(casts)}) AS v({', '.join(quote(name) for name in columns)})"
+    match = f"t.{quote(key)} = v.{quote(key)}"
+    sql = f"UPDATE {quote(table.name)} AS t SET {assignments} FROM {source} WHERE {match}"
+    connection.execute(text(sql), arrays)
 
 
 #: From this many rows on, PostgreSQL takes a batch by COPY.

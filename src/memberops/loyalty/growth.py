@@ -15,12 +15,12 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from memberops.events import DomainEvent, emit_many
 from memberops.identity.repository import chunks
-from memberops.kit.db import fetch, insert_rows, insert_with_ids
+from memberops.kit.db import fetch, insert_rows, insert_with_ids, update_rows
 from memberops.loyalty.ledger import LedgerWriter
 from memberops.loyalty.lots import expiry_of
 from memberops.loyalty.offers import Gift
@@ -313,29 +313,20 @@ class GrowthWriter:
         )
         stored = [s for s in changed if s.stored]
         if stored:
-            table = table_of(MemberTier)
-            self.session.connection().execute(
-                update(table)
-                .where(table.c.person_id == bindparam("member"))
-                .values(
-                    tier=bindparam("new_tier"),
-                    floor=bindparam("new_floor"),
-                    since=bindparam("new_since"),
-                    growth_total=bindparam("new_total"),
-                    gifted_tiers=bindparam("new_gifted"),
-                    next_evaluation_on=bindparam("new_next"),
-                    updated_at=bindparam("at"),
-                ),
+            update_rows(
+                self.session,
+                table_of(MemberTier),
+                "person_id",
                 [
                     {
-                        "member": s.person_id,
-                        "new_tier": s.tier,
-                        "new_floor": s.floor,
-                        "new_since": s.since,
-                        "new_total": s.growth_total,
-                        "new_gifted": s.gifted_tiers,
-                        "new_next": s.next_evaluation_on,
-                        "at": self.now,
+                        "person_id": s.person_id,
+                        "tier": s.tier,
+                        "floor": s.floor,
+                        "since": s.since,
+                        "growth_total": s.growth_total,
+                        "gifted_tiers": s.gifted_tiers,
+                        "next_evaluation_on": s.next_evaluation_on,
+                        "updated_at": self.now,
                     }
                     for s in stored
                 ],

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from memberops.events import DomainEvent, emit_many
 from memberops.identity.repository import chunks
-from memberops.kit.db import fetch, insert_rows, insert_with_ids
+from memberops.kit.db import fetch, insert_rows, insert_with_ids, update_rows
 from memberops.kit.errors import Conflict
 from memberops.loyalty import lots as lot_rules
 from memberops.models import PointsAccount, PointsAllocation, PointsEntry, PointsLot, table_of
@@ -450,32 +450,27 @@ class LedgerWriter:
         }
         changed_lots.update({lot.lot_id: lot for _, lot, _ in self.allocations if lot.changed})
         if changed_lots:
-            lots = table_of(PointsLot)
-            self.session.connection().execute(
-                update(lots).where(lots.c.id == bindparam("lot_id")).values(remaining=bindparam("left")),
-                [{"lot_id": lot_id, "left": lot.remaining} for lot_id, lot in sorted(changed_lots.items())],
+            update_rows(
+                self.session,
+                table_of(PointsLot),
+                "id",
+                [{"id": lot_id, "remaining": lot.remaining} for lot_id, lot in sorted(changed_lots.items())],
             )
             for lot in changed_lots.values():
                 lot.changed = False
         changed_accounts = [account for account in self.accounts.values() if account.changed]
         if changed_accounts:
-            accounts = table_of(PointsAccount)
-            self.session.connection().execute(
-                update(accounts)
-                .where(accounts.c.person_id == bindparam("account"))
-                .values(
-                    balance=bindparam("new_balance"),
-                    debt=bindparam("new_debt"),
-                    revision=bindparam("new_revision"),
-                    updated_at=bindparam("at"),
-                ),
+            update_rows(
+                self.session,
+                table_of(PointsAccount),
+                "person_id",
                 [
                     {
-                        "account": account.person_id,
-                        "new_balance": account.balance,
-                        "new_debt": account.debt,
-                        "new_revision": account.revision,
-                        "at": self.now,
+                        "person_id": account.person_id,
+                        "balance": account.balance,
+                        "debt": account.debt,
+                        "revision": account.revision,
+                        "updated_at": self.now,
                     }
                     for account in sorted(changed_accounts, key=lambda a: a.person_id)
                 ],
