@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from memberops.events import DomainEvent, emit_many
 from memberops.kit.clock import utc_now
 from memberops.kit.db import bulk, fetch, refresh_statistics, unit_of_work
+from memberops.kit.memory import collect_between_batches
 from memberops.loyalty.growth import GrowthWriter, known_tier, window_growth_of
 from memberops.loyalty.ledger import LedgerWriter
 from memberops.loyalty.purchases import OrderRow, earn_for_member_orders, order_rows, take_back_refunds
@@ -299,6 +300,10 @@ def replay(
     should be told today that points expired two years ago); ``progress(done, total)`` is called
     after each batch.
 
+    Like the importer, it pauses automatic garbage collection and collects the young generations
+    once per batch (``kit.memory``): after a big import the process holds a large heap the
+    collector would otherwise walk again and again.
+
     ``between_batches(clock)``, when given, is called after each batch's transaction has committed
     (``clock`` = the batch's last payment) and after each checkpoint (``clock`` = the checkpoint,
     ``now`` for the last one), outside any transaction: the ledger then holds exactly history up to
@@ -312,63 +317,73 @@ def replay(
         total = int(session.scalar(select(func.count(Order.id)).where(*_pending())) or 0)
         first = session.scalar(select(func.min(Order.paid_at)).where(*_pending()))
     checkpoints = _checkpoints(active, first, now, time_zone) if first is not None else []
-    after: tuple[datetime, int] | None = None
-    taken_back_to: datetime | None = None  # refunds up to here are taken back (see below)
-    analysed_at = batch_size
-    while True:
-        with unit_of_work(sessions) as session:
-            query = order_rows(*_pending()).order_by(Order.paid_at, Order.id).limit(batch_size)
-            if after is not None:
-                query = query.where(
-                    # the first condition alone is what an index on paid_at can seek to; without
-                    # it PostgreSQL scans every earlier order again for each batch
-                    Order.paid_at >= after[0],
-                    or_(Order.paid_at > after[0], and_(Order.paid_at == after[0], Order.id > after[1])),
-                )
-            if checkpoints:
-                query = query.where(Order.paid_at < checkpoints[0])
-            batch = [OrderRow.of(row) for row in fetch(session, query)]
-            if batch:
-                clock = batch[-1].paid_at
-                earned = earn_for_member_orders(
-                    session,
-                    batch,
-                    time_zone=time_zone,
-                    now=clock,
-                    programme=active,
-                    emit_events=False,
-                )
-                report.earned += sum(1 for item in earned if item.created)
-                # A refund is never earlier than its order, and orders earn in payment order, so
-                # the refunds before the previous batch's clock were taken back then (those at
-                # that very instant are looked at again: their order may have earned just now).
-                report.refunds += _take_back_until(session, clock, time_zone, active, since=taken_back_to)
-                taken_back_to = clock
-        if not batch and checkpoints:
-            checkpoint = checkpoints.pop(0)
-            _run_checkpoint(sessions, checkpoint, active, time_zone, report)
+    with collect_between_batches() as after_batch:
+        after: tuple[datetime, int] | None = None
+        taken_back_to: datetime | None = None  # refunds up to here are taken back (see below)
+        analysed_at = batch_size
+        while True:
+            after_batch()
+            with unit_of_work(sessions) as session:
+                before = checkpoints[0] if checkpoints else None
+                batch = _next_batch(session, batch_size, after=after, before=before)
+                if batch:
+                    clock = batch[-1].paid_at
+                    earned = earn_for_member_orders(
+                        session,
+                        batch,
+                        time_zone=time_zone,
+                        now=clock,
+                        programme=active,
+                        emit_events=False,
+                    )
+                    report.earned += sum(1 for item in earned if item.created)
+                    # A refund is never earlier than its order, and orders earn in payment order, so
+                    # the refunds before the previous batch's clock were taken back then (those at
+                    # that very instant are looked at again: their order may have earned just now).
+                    report.refunds += _take_back_until(session, clock, time_zone, active, since=taken_back_to)
+                    taken_back_to = clock
+            if not batch and checkpoints:
+                checkpoint = checkpoints.pop(0)
+                _run_checkpoint(sessions, checkpoint, active, time_zone, report)
+                if between_batches:
+                    between_batches(checkpoint)
+                continue
+            if not batch:
+                break
+            report.orders += len(batch)
+            after = (batch[-1].paid_at, batch[-1].order_id)
+            if report.orders >= 2 * analysed_at:
+                # the ledger has doubled since the planner last looked (PostgreSQL; nothing on SQLite):
+                # without fresh statistics its lookups turn into scans as history grows
+                refresh_statistics(sessions.kw["bind"], LEDGER_TABLES)
+                analysed_at = report.orders
             if between_batches:
-                between_batches(checkpoint)
-            continue
-        if not batch:
-            break
-        report.orders += len(batch)
-        after = (batch[-1].paid_at, batch[-1].order_id)
-        if report.orders >= 2 * analysed_at:
-            # the ledger has doubled since the planner last looked (PostgreSQL; nothing on SQLite):
-            # without fresh statistics its lookups turn into scans as history grows
-            refresh_statistics(sessions.kw["bind"], LEDGER_TABLES)
-            analysed_at = report.orders
-        if between_batches:
-            between_batches(after[0])
-        if progress:
-            progress(report.orders, total)
+                between_batches(after[0])
+            if progress:
+                progress(report.orders, total)
     with unit_of_work(sessions) as session:
         report.refunds += _take_back_until(session, now, time_zone, active)
     _run_checkpoint(sessions, now, active, time_zone, report, final=True)
     if between_batches:
         between_batches(now)
     return report
+
+
+def _next_batch(
+    session: Session, size: int, *, after: tuple[datetime, int] | None, before: datetime | None
+) -> list[OrderRow]:
+    """The next ``size`` pending orders in payment order after ``(paid_at, id)``, paid before ``before``."""
+    query = order_rows(*_pending()).order_by(Order.paid_at, Order.id).limit(size)
+    if after is not None:
+        query = query.where(
+            # the first condition alone is what an index on paid_at can seek to; without it
+            # PostgreSQL scans every earlier order again for each batch
+            Order.paid_at >= after[0],
+            or_(Order.paid_at > after[0], and_(Order.paid_at == after[0], Order.id > after[1])),
+        )
+    if before is not None:
+        query = query.where(Order.paid_at < before)
+    return [OrderRow.of(row) for row in fetch(session, query)]
 
 
 def _pending() -> tuple[ColumnElement[bool], ...]:
