@@ -293,44 +293,22 @@ class GrowthWriter:
         ids = insert_with_ids(self.session, table_of(GrowthEntry), self.entries)
         insert_rows(self.session, table_of(TierChangeRecord), self.history)
         changed = sorted((s for s in self.tiers.values() if s.changed), key=lambda s: s.person_id)
-        fresh = [s for s in changed if not s.stored]
-        insert_rows(
-            self.session,
-            table_of(MemberTier),
-            [
-                {
-                    "person_id": s.person_id,
-                    "tier": s.tier,
-                    "floor": s.floor,
-                    "since": s.since,
-                    "growth_total": s.growth_total,
-                    "gifted_tiers": s.gifted_tiers,
-                    "next_evaluation_on": s.next_evaluation_on,
-                    "updated_at": self.now,
-                }
-                for s in fresh
-            ],
-        )
-        stored = [s for s in changed if s.stored]
-        if stored:
-            update_rows(
-                self.session,
-                table_of(MemberTier),
-                "person_id",
-                [
-                    {
-                        "person_id": s.person_id,
-                        "tier": s.tier,
-                        "floor": s.floor,
-                        "since": s.since,
-                        "growth_total": s.growth_total,
-                        "gifted_tiers": s.gifted_tiers,
-                        "next_evaluation_on": s.next_evaluation_on,
-                        "updated_at": self.now,
-                    }
-                    for s in stored
-                ],
-            )
+        rows = {
+            s.person_id: {
+                "person_id": s.person_id,
+                "tier": s.tier,
+                "floor": s.floor,
+                "since": s.since,
+                "growth_total": s.growth_total,
+                "gifted_tiers": s.gifted_tiers,
+                "next_evaluation_on": s.next_evaluation_on,
+                "updated_at": self.now,
+            }
+            for s in changed
+        }
+        table = table_of(MemberTier)
+        insert_rows(self.session, table, [rows[s.person_id] for s in changed if not s.stored])
+        update_rows(self.session, table, "person_id", [rows[s.person_id] for s in changed if s.stored])
         for state in changed:
             state.stored, state.changed = True, False
         if self.events and self.emit_events:
