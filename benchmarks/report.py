@@ -35,6 +35,7 @@ uv run python -m benchmarks.run --orders 200000 --only import --backend sqlite
 uv run python -m benchmarks.run --only api    # needs PostgreSQL; uses wrk when installed
 uv run python -m benchmarks.run --only settle # checkout settle under load (PostgreSQL, needs wrk)
 uv run python -m benchmarks.run --only loyalty --orders 200000 --backend sqlite   # earning on replay
+uv run python -m benchmarks.run --only insight   # nightly insight run, 1M members / 10M orders (DuckDB)
 ```
 
 PostgreSQL is reached as `postgres@127.0.0.1:5432` (override with `BENCH_PG_HOST`, `BENCH_PG_PORT`,

@@ -13,7 +13,7 @@ import shlex
 import sys
 import time
 
-from benchmarks import api_load, bulk_import, loyalty_replay, settle_load
+from benchmarks import api_load, bulk_import, insight_nightly, loyalty_replay, settle_load
 from benchmarks.data import DATA_DIR, ensure_orders
 from benchmarks.databases import postgres_settings
 from benchmarks.report import DOC, machine_line, write_sections
@@ -27,9 +27,23 @@ def _postgres_line() -> str:
 def main(argv: list[str] | None = None) -> None:
     """Parse the options, run what they ask for, write the figures."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
-    parser.add_argument("--orders", type=int, default=1_000_000, help="orders in the import file")
     parser.add_argument(
-        "--only", choices=("import", "loyalty", "api", "settle"), help="run one benchmark (default: all)"
+        "--orders",
+        type=int,
+        default=None,
+        help="orders in the import file (default 1,000,000; insight 10,000,000)",
+    )
+    parser.add_argument("--members", type=int, default=1_000_000, help="members of the insight data set")
+    parser.add_argument(
+        "--lifetimes-rows",
+        type=int,
+        default=None,
+        help="insight: compare with lifetimes on the first N purchases only (whole histories; default all)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=("import", "loyalty", "api", "settle", "insight"),
+        help="run one benchmark (default: all)",
     )
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--duration", type=float, default=20, help="measured seconds per API run")
@@ -40,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         "--wait-for-api", type=float, default=20, help="minutes to wait for the API to import"
     )
     args = parser.parse_args(argv)
+    orders = args.orders if args.orders is not None else 1_000_000
     command = "uv run python -m benchmarks.run" + "".join(
         f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:])
     )
@@ -48,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.only in (None, "import"):
         started = time.perf_counter()
-        data = ensure_orders(args.orders)
+        data = ensure_orders(orders)
         print(
             f"data: {data.csv_path.name} ready in {time.perf_counter() - started:.1f} s "
             f"({data.meta['csv_bytes'] / 2**20:,.0f} MiB)",
@@ -69,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
             )
 
     if args.only in (None, "loyalty"):
-        data = ensure_orders(args.orders)
+        data = ensure_orders(orders)
         for backend in backends:
             machine = machine_line()
             replay = loyalty_replay.compare(backend, data, DATA_DIR / "run")
@@ -119,6 +134,22 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"settle: {settle.throughput('settle'):,.0f} req/s, bare {settle.throughput('bare'):,.0f} req/s,"
             f" ratio {settle.ratio:.3f}",
+            file=sys.stderr,
+        )
+    if args.only in (None, "insight"):
+        machine = machine_line()
+        insight = insight_nightly.run(
+            args.members,
+            args.orders if args.orders is not None else 10 * args.members,
+            lifetimes_rows=args.lifetimes_rows,
+        )
+        key, body = insight_nightly.render(insight, command, machine)
+        write_sections({key: body})
+        speedup = insight.summary["lifetimes_seconds"] / insight.summary["ours_seconds"]
+        print(
+            f"insight: bare {insight.bare:.3f} s, nightly {insight.next.seconds:.1f} s "
+            f"({insight.next.seconds / insight.bare:.0f}×), first night {insight.first.seconds:.1f} s; "
+            f"summary {speedup:.1f}× faster than lifetimes",
             file=sys.stderr,
         )
     print(f"figures written to {DOC}", file=sys.stderr)

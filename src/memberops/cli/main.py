@@ -9,6 +9,7 @@ from memberops.cli.analyze import analyze_app
 from memberops.cli.demo import demo, identity_accuracy
 from memberops.cli.imports import import_app
 from memberops.cli.loyalty import loyalty_app, points_app, programme_app, tier_app
+from memberops.cli.nightly import nightly_command
 from memberops.cli.offers import benefit_app, checkout_app, coupon_app, plan_app, reward_app
 from memberops.cli.persons import identity_app, person_app
 from memberops.cli.reports import report_app
@@ -38,6 +39,7 @@ app.add_typer(plan_app, name="plan")
 app.add_typer(checkout_app, name="checkout")
 app.add_typer(benefit_app, name="benefit")
 app.add_typer(report_app, name="report")
+analyze_app.command("nightly")(nightly_command)
 app.add_typer(analyze_app, name="analyze")
 app.add_typer(tag_app, name="tag")
 app.add_typer(segment_app, name="segment")

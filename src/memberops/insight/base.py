@@ -49,34 +49,56 @@ def orders(source: Source, clock: Clock) -> ir.Table:
 
     Columns: ``order_id``, ``person_id`` (live), ``epoch``, ``day`` (business day number),
     ``net_fen`` (paid minus refunds made by the as-of date), ``share_id``. An order refunded in
-    full by then is no purchase and is left out.
+    full by then is no purchase and is left out. A sharing source keeps it once per instant.
     """
+    return source.once(("orders", clock.time_zone, clock.end_epoch), lambda: _orders(source, clock))
+
+
+def _orders(source: Source, clock: Clock) -> ir.Table:
+    paid = paid_orders(source, clock)
+    paid = paid.filter(paid.person_id.notnull(), paid.epoch < clock.end_epoch)
+    facts = net_of_refunds(paid, refunded_before(source, clock.end_epoch))
+    facts = facts.filter(facts.net_fen > 0)
+    return facts.select("order_id", "person_id", "epoch", "day", "net_fen", "share_id")
+
+
+def paid_orders(source: Source, clock: Clock) -> ir.Table:
+    """Return every stored order with its buyer's live person, epoch second and business day.
+
+    Columns: ``order_id``, ``person_id`` (live; null for a guest), ``epoch``, ``day``,
+    ``amount_fen`` (as paid), ``share_id``, ``store_id``, ``channel`` (the order's source). No
+    instant is applied: the purchases known on any date (here) and the sales (``dimensions``)
+    filter this one relation and subtract the refunds of their date, so the business day and the
+    merges are worked out once for every order, and alike for both. A sharing source keeps it
+    once per time zone history (``clock.segments``), whatever the as-of date.
+    """
+    return source.once(("paid", clock.segments), lambda: _paid_orders(source, clock))
+
+
+def _paid_orders(source: Source, clock: Clock) -> ir.Table:
     stored = source.table("orders")
-    paid = stored.filter(stored.person_id.notnull()).mutate(epoch=source.epoch_seconds(stored.paid_at))
-    paid = paid.filter(paid.epoch < clock.end_epoch)
-    refunded = refunded_before(source, clock.end_epoch)
     persons = live_persons(source)
-    joined = paid.left_join(refunded, paid.id == refunded.order_id).inner_join(
-        persons, paid.person_id == persons.id
+    joined = stored.left_join(persons, stored.person_id == persons.id)
+    epoch = source.epoch_seconds(joined.paid_at)
+    return joined.select(
+        order_id=joined.id,
+        person_id=joined.person_id_right,
+        epoch=epoch,
+        day=business_day(epoch, clock.segments),
+        amount_fen=joined.amount_fen,
+        share_id=joined.share_id,
+        store_id=joined.store_id,
+        channel=joined.source,
     )
-    facts = joined.select(**purchase_columns(joined, clock), share_id=joined.share_id)
-    return facts.filter(facts.net_fen > 0)
 
 
-def purchase_columns(joined: ir.Table, clock: Clock) -> dict[str, ir.Value]:
-    """Return the columns a purchase is described by: ``order_id, person_id, epoch, day, net_fen``.
-
-    ``joined`` is the paid orders (with ``epoch``) left-joined to ``refunded_before`` and joined to
-    ``live_persons``; the members' purchases here and every sale in ``dimensions.sales`` are both
-    built this way, so the business day and the net amount are computed alike.
-    """
-    return {
-        "order_id": joined.id,
-        "person_id": joined.person_id_right,
-        "epoch": joined.epoch,
-        "day": business_day(joined.epoch, clock.segments),
-        "net_fen": (joined.amount_fen - joined.refunded_fen.fill_null(0)).cast("int64"),
-    }
+def net_of_refunds(paid: ir.Table, refunded: ir.Table) -> ir.Table:
+    """Add ``net_fen`` to ``paid_orders`` rows: the amount paid minus ``refunded`` (``refunded_before``)."""
+    joined = paid.left_join(refunded, paid.order_id == refunded.order_id)
+    return joined.select(
+        *(joined[column] for column in paid.columns),
+        net_fen=(joined.amount_fen - joined.refunded_fen.fill_null(0)).cast("int64"),
+    )
 
 
 def refunded_before(source: Source, end_epoch: int) -> ir.Table:
@@ -85,6 +107,10 @@ def refunded_before(source: Source, end_epoch: int) -> ir.Table:
     Every analysis counts a purchase net of the refunds made by its as-of date (members' purchases
     here, every sale in ``dimensions.sales``), so both subtract this same relation.
     """
+    return source.once(("refunded", end_epoch), lambda: _refunded_before(source, end_epoch))
+
+
+def _refunded_before(source: Source, end_epoch: int) -> ir.Table:
     refunds = source.table("refunds")
     refunded = refunds.mutate(epoch=source.epoch_seconds(refunds.refunded_at))
     return (
@@ -99,12 +125,26 @@ def purchase_days(facts: ir.Table) -> ir.Table:
     return facts.group_by(["person_id", "day"]).agg(amount_fen=facts.net_fen.sum().cast("int64"))
 
 
+def purchase_days_at(source: Source, clock: Clock) -> ir.Table:
+    """Return ``purchase_days`` of the purchases known on the as-of date, kept as a table.
+
+    Always kept (once per date when sharing): RFM, cohorts and the magic number build several
+    levels on top of it, more than SQLite's parser takes in one statement.
+    """
+    key = ("purchase_days", clock.time_zone, clock.end_epoch)
+    return source.keep(source.once(key, lambda: purchase_days(orders(source, clock))))
+
+
 def members_at(source: Source, end_epoch: int) -> ir.Table:
     """Return the live persons who are members just before ``end_epoch``: ``person_id``.
 
     A spell counts from ``joined_at`` until ``cancelled_at``; a spell set aside by a merge never
     counts (its survivor keeps its own). One who left before the end is no member.
     """
+    return source.once(("members", end_epoch), lambda: _members_at(source, end_epoch))
+
+
+def _members_at(source: Source, end_epoch: int) -> ir.Table:
     spells = source.table("memberships")
     spells = spells.mutate(
         joined=source.epoch_seconds(spells.joined_at),
@@ -145,6 +185,19 @@ def reachable_at(
     group chat is a join, or the latest consent on one of ``consent_channels`` (the exclusive
     WeCom contact, the subscription) is a grant.
     """
+    key = ("reachable", end_epoch, follow_kinds, group_kinds, consent_channels)
+    return source.once(
+        key, lambda: _reachable_at(source, end_epoch, follow_kinds, group_kinds, consent_channels)
+    )
+
+
+def _reachable_at(
+    source: Source,
+    end_epoch: int,
+    follow_kinds: tuple[str, str],
+    group_kinds: tuple[str, str],
+    consent_channels: tuple[str, ...],
+) -> ir.Table:
     persons = live_persons(source)
     events = source.table("events")
     kinds = [*follow_kinds, *group_kinds]

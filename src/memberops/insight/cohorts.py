@@ -82,8 +82,7 @@ def report(source: Source, clock: base.Clock, period: Period) -> CohortReport:
     """Compute the retention of every first-purchase month that starts in ``period``."""
     end_clock = clock.on(period.end)
     starts = month_starts(period.start, period.end)
-    facts = base.orders(source, end_clock)
-    days = facts.select("person_id", "day").distinct()
+    days = base.purchase_days_at(source, end_clock).select("person_id", "day")
     first = days.group_by(first_pid=days.person_id).agg(first_day=days.day.min())
     first = first.filter(
         first.first_day >= day_number(period.start), first.first_day <= day_number(period.end)

@@ -44,6 +44,8 @@ from memberops.insight.periods import day_number, parse_period
 from memberops.insight.rules import LayerSettings, LifecycleSettings, RfmSettings
 from memberops.insight.source import Source, business_day, live_persons
 
+#: Tables expressions read besides ``source.TABLES`` (a DuckDB or warehouse copy needs them too).
+EXTRA_TABLES = ("stores", "member_tiers", "points_accounts", "paid_plan_subscriptions", "tags", "person_tags")
 #: How many days before its end a paid plan counts as ``expiring`` (as ``loyalty.plans``).
 EXPIRING_DAYS = 30
 _SECONDS_PER_DAY = 86_400

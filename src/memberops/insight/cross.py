@@ -125,13 +125,11 @@ def report(
     if rows is columns:
         raise InvalidOption(f"rows and columns are both {rows.value}: pick two different dimensions")
     end_clock = clock.on(period.end)
-    members = dimensions.with_tier(
-        dimensions.homes(source, end_clock.end_epoch), source, end_clock.end_epoch, tiers, "tier"
-    )
+    members = dimensions.members_with_tier(source, end_clock.end_epoch, tiers)
     if measure is Measure.MEMBERS:
         table = source.keep(members)
     else:
-        sold = dimensions.sales(source, end_clock)
+        sold = dimensions.sales(source, end_clock, since=period.start)
         sold = sold.filter(sold.day >= day_number(period.start), sold.day <= day_number(period.end))
         table = source.keep(dimensions.buyer_tiers(sold, source.keep(members)))
         if measure is Measure.BUYERS:

@@ -11,11 +11,14 @@ Like ``base``, all of these are Ibis expressions over a ``Source``; nothing is f
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import ibis
 import ibis.expr.types as ir
 
 from memberops.insight import base
 from memberops.insight.kpi_rules import NO_STORE, NO_TIER, NON_MEMBER
+from memberops.insight.periods import day_end_epoch
 from memberops.insight.source import Source, live_persons
 
 #: Tables the KPI analyses read besides ``source.TABLES``.
@@ -24,6 +27,10 @@ EXTRA_TABLES = ("stores", "tier_history")
 
 def _spells(source: Source) -> ir.Table:
     """Membership spells that count (not set aside by a merge), re-pointed to live persons."""
+    return source.once(("spells",), lambda: _counted_spells(source))
+
+
+def _counted_spells(source: Source) -> ir.Table:
     spells = source.table("memberships")
     spells = spells.filter(spells.status.isin(["active", "cancelled"])).mutate(
         joined=source.epoch_seconds(spells.joined_at),
@@ -47,30 +54,38 @@ def _stores(source: Source) -> ir.Table:
     return stores.select(store_key=stores.id, store_code=stores.code, store_kind=stores.store_type)
 
 
-def sales(source: Source, clock: base.Clock) -> ir.Table:
-    """Return every purchase known on the as-of date, guest orders included.
+def sales(source: Source, clock: base.Clock, since: date | None = None) -> ir.Table:
+    """Return every purchase known on the as-of date, guest orders included (from ``since`` on).
 
     Columns: ``order_id``, ``person_id`` (live; null for a guest), ``day``, ``epoch``,
     ``net_fen`` (paid minus refunds made by the as-of date; orders refunded in full are left out),
     ``store`` (code, ``none`` without a store), ``store_type``, ``channel`` (the order's source)
     and ``member_order`` (the buyer held a membership spell at the instant of payment).
+    ``since`` (a business date) leaves out what was paid before it: KPIs and cross tables read a
+    period or two, and whether a buyer was a member is the costly part, not worth working out
+    for years of history nobody asked about.
     """
-    stored = source.table("orders")
-    paid = stored.mutate(epoch=source.epoch_seconds(stored.paid_at))
+    key = ("sales", clock.time_zone, clock.end_epoch, since)
+    return source.once(key, lambda: _sales(source, clock, since))
+
+
+def _sales(source: Source, clock: base.Clock, since: date | None) -> ir.Table:
+    paid = base.paid_orders(source, clock)
     paid = paid.filter(paid.epoch < clock.end_epoch)
-    refunded = base.refunded_before(source, clock.end_epoch)
-    persons = live_persons(source)
+    if since is not None:
+        paid = paid.filter(paid.epoch >= day_end_epoch(since - timedelta(days=1), clock.time_zone))
+    net = base.net_of_refunds(paid, base.refunded_before(source, clock.end_epoch))
     stores = _stores(source)
-    joined = (
-        paid.left_join(refunded, paid.id == refunded.order_id)
-        .left_join(persons, paid.person_id == persons.id)
-        .left_join(stores, paid.store_id == stores.store_key)
-    )
+    joined = net.left_join(stores, net.store_id == stores.store_key)
     facts = joined.select(
-        **base.purchase_columns(joined, clock),
+        order_id=joined.order_id,
+        person_id=joined.person_id,
+        epoch=joined.epoch,
+        day=joined.day,
+        net_fen=joined.net_fen,
         store=joined.store_code.fill_null(NO_STORE),
         store_type=joined.store_kind.fill_null(NO_STORE),
-        channel=joined.source,
+        channel=joined.channel,
     )
     # An equality join on the person, then the spell's range, then one row per order: as a semi
     # join with the range inside, SQLite compared every order with every spell (minutes at 200,000
@@ -97,6 +112,10 @@ def homes(source: Source, end_epoch: int) -> ir.Table:
     ``channel`` (the spell's join field). A person holding two spells at once (two persons merged)
     takes the latest one. Same membership rule as ``base.members_at``.
     """
+    return source.once(("homes", end_epoch), lambda: _homes(source, end_epoch))
+
+
+def _homes(source: Source, end_epoch: int) -> ir.Table:
     spells = _spells(source)
     current = spells.filter(
         spells.joined < end_epoch,
@@ -126,6 +145,10 @@ def tiers_at(source: Source, end_epoch: int) -> ir.Table:
     history counts: a merge records the survivor's resulting tier as a change of the survivor.
     Persons without a change are in the lowest tier (``with_tiers`` fills it in).
     """
+    return source.once(("tiers", end_epoch), lambda: _tiers_at(source, end_epoch))
+
+
+def _tiers_at(source: Source, end_epoch: int) -> ir.Table:
     history = source.table("tier_history")
     history = history.mutate(epoch=source.epoch_seconds(history.changed_at))
     history = history.filter(history.epoch < end_epoch)
@@ -154,6 +177,14 @@ def with_tier(
     return joined.select(
         *(joined[column] for column in people.columns),
         **{name: joined[f"{name}_found"].fill_null(lowest_tier(tiers))},
+    )
+
+
+def members_with_tier(source: Source, end_epoch: int, tiers: tuple[str, ...]) -> ir.Table:
+    """Return ``homes`` at ``end_epoch`` with each member's ``tier`` then (KPIs and cross tables)."""
+    return source.once(
+        ("members_with_tier", end_epoch, tiers),
+        lambda: with_tier(homes(source, end_epoch), source, end_epoch, tiers, "tier"),
     )
 
 

@@ -48,10 +48,6 @@ def propagators(
     ``facts`` are the purchases known at the period's end (``base.orders`` on its clock).
     """
     start_epoch = day_end_epoch(period.start - timedelta(days=1), clock.time_zone)
-    lines = source.table("order_lines")
-    bought = facts.inner_join(lines, facts.order_id == lines.order_id).select(
-        person_id=facts.person_id, sku=lines.sku
-    )
     reviews = _events_in(source, "review", start_epoch, clock.end_epoch)
     reviews = reviews.select(
         person_id=reviews.person_id,
@@ -59,6 +55,18 @@ def propagators(
         rating=source.json_text(reviews.attributes["rating"]),
     )
     reviews = reviews.filter(reviews.rating.isin([str(rating) for rating in settings.positive_ratings]))
+    # Only the reviewers' own purchases can make a review count: their orders are picked first,
+    # so the lines read are theirs, not the lines of the whole history. The pieces are kept as
+    # tables so SQLite indexes each join and semi join on the fly (as sub-selects it compared
+    # every share with every carried order: seconds at 20,000 members).
+    reviewers = source.keep(reviews.select(reviewer_id=reviews.person_id).distinct())
+    theirs = facts.inner_join(reviewers, facts.person_id == reviewers.reviewer_id)
+    lines = source.table("order_lines")
+    bought = source.keep(
+        theirs.inner_join(lines, theirs.order_id == lines.order_id).select(
+            person_id=theirs.person_id, sku=lines.sku
+        )
+    )
     reviewed = reviews.semi_join(
         bought, [reviews.person_id == bought.person_id, reviews.sku == bought.sku]
     ).select("person_id")
@@ -66,7 +74,7 @@ def propagators(
     shares = _events_in(source, "share", start_epoch, clock.end_epoch)
     shares = shares.filter(shares.share_id.notnull()).select("person_id", "share_id")
     carried = facts.filter(facts.day >= day_number(period.start), facts.share_id.notnull())
-    carried = carried.select(buyer_id=carried.person_id, share_id=carried.share_id)
+    carried = source.keep(carried.select(buyer_id=carried.person_id, share_id=carried.share_id))
     shared = shares.semi_join(
         carried, [shares.share_id == carried.share_id, shares.person_id != carried.buyer_id]
     ).select("person_id")
@@ -81,6 +89,13 @@ def layers(
     ``clock`` is the period's end: membership and reachability are judged then. ``known`` are the
     purchases known then (``base.orders`` on that clock), when the caller has them already.
     """
+    key = ("layers", clock.time_zone, clock.end_epoch, period.start, period.end, settings)
+    return source.once(key, lambda: _layers(source, clock, period, settings, known))
+
+
+def _layers(
+    source: Source, clock: base.Clock, period: Period, settings: LayerSettings, known: ir.Table | None
+) -> ir.Table:
     members = base.members_at(source, clock.end_epoch).mutate(member=ibis.literal(True))
     reachable = base.reachable_at(
         source,

@@ -40,6 +40,11 @@ def _stage(
 
 def stages(source: Source, clock: base.Clock, settings: LifecycleSettings) -> ir.Table:
     """Return ``person_id, days_since_first, days_since_last, stage`` on the clock's as-of date."""
+    key = ("stages", clock.time_zone, clock.end_epoch, settings)
+    return source.once(key, lambda: _stages(source, clock, settings))
+
+
+def _stages(source: Source, clock: base.Clock, settings: LifecycleSettings) -> ir.Table:
     facts = base.orders(source, clock)
     bought = facts.group_by(facts.person_id).agg(first_day=facts.day.min(), last_day=facts.day.max())
     members = base.members_at(source, clock.end_epoch)

@@ -77,8 +77,7 @@ class MagicReport:
 def report(source: Source, clock: base.Clock, period: Period, settings: MagicSettings) -> MagicReport:
     """Compute the stay rate per purchase count and the magic number for ``period``."""
     end_clock = clock.on(period.end)
-    facts = base.orders(source, end_clock)
-    days = base.purchase_days(facts).select("person_id", "day")
+    days = base.purchase_days_at(source, end_clock).select("person_id", "day")
     order = ibis.window(group_by=days.person_id, order_by=days.day)
     numbered = days.mutate(
         purchases=(ibis.row_number().over(order) + 1).cast("int64"),

@@ -53,17 +53,38 @@ def _reaches(top: ir.IntegerValue, total: ir.IntegerValue, share: Fraction) -> i
     return top * share.denominator >= total * share.numerator
 
 
-def people(source: Source, clock: base.Clock, period: Period, settings: PreferenceSettings) -> ir.Table:
-    """Return per buyer: ``person_id, preferred, top_category, top_fen, spend_fen, categories, bucket``."""
-    spend = category_spend(source, clock, period)
-    ranked = spend.mutate(
-        position=ibis.row_number().over(
-            group_by=spend.person_id, order_by=[spend.spend_fen.desc(), spend.category]
-        ),
-        spend_total=spend.spend_fen.sum().over(group_by=spend.person_id),
-        categories=spend.category.count().over(group_by=spend.person_id),
+def people(
+    source: Source,
+    clock: base.Clock,
+    period: Period,
+    settings: PreferenceSettings,
+    spend: ir.Table | None = None,
+) -> ir.Table:
+    """Return per buyer: ``person_id, preferred, top_category, top_fen, spend_fen, categories, bucket``.
+
+    Two grouped queries rather than a ranking window: the totals and the highest spend per
+    person, then, among the categories at that spend, the name sorting first (the tie rule).
+    ``spend`` is ``category_spend`` of the same period, when the caller has it already.
+    """
+    spend = spend if spend is not None else source.keep(category_spend(source, clock, period))
+    # Kept, so the join below is between two tables: SQLite then indexes it on the fly instead of
+    # scanning the totals once per row of the spend.
+    totals = source.keep(
+        spend.group_by(total_pid=spend.person_id).agg(
+            spend_total=spend.spend_fen.sum(),
+            categories=spend.category.count(),
+            top_fen=spend.spend_fen.max(),
+        )
     )
-    top = ranked.filter(ranked.position == 0)
+    at_top = spend.inner_join(
+        totals, [spend.person_id == totals.total_pid, spend.spend_fen == totals.top_fen]
+    )
+    top = at_top.group_by(at_top.person_id).agg(
+        category=at_top.category.min(),
+        spend_fen=at_top.top_fen.max(),
+        spend_total=at_top.spend_total.max(),
+        categories=at_top.categories.max(),
+    )
     bucket: ir.IntegerValue = ibis.literal(0, type="int64")
     for bound in SHARE_BUCKETS:
         bucket = bucket + ibis.ifelse(_reaches(top.spend_fen, top.spend_total, bound), 1, 0)
@@ -130,7 +151,7 @@ def report(
 ) -> PreferenceReport:
     """Summarise the preferences: per category spend, top and preferring people; share buckets."""
     spend = source.keep(category_spend(source, clock, period))
-    per_person = source.keep(people(source, clock, period, settings))
+    per_person = source.keep(people(source, clock, period, settings, spend))
     by_category = {
         str(row["category"]): int(row["spend_fen"])
         for row in spend.group_by("category").agg(spend_fen=spend.spend_fen.sum()).to_pyarrow().to_pylist()

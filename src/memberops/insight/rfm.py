@@ -34,10 +34,17 @@ from memberops.kit.money import fen_to_yuan
 
 def rfm_values(source: Source, clock: base.Clock, period: Period) -> ir.Table:
     """Return ``person_id, recency_days, frequency, monetary_fen`` for everyone who bought in the period."""
-    facts = base.orders(source, clock)
-    facts = facts.filter(facts.day >= day_number(period.start), facts.day <= day_number(period.end))
-    grouped = facts.group_by(facts.person_id).agg(
-        last_day=facts.day.max(), frequency=facts.day.nunique(), monetary_fen=facts.net_fen.sum()
+    key = ("rfm_values", clock.time_zone, clock.end_epoch, period.start, period.end)
+    return source.once(key, lambda: _rfm_values(source, clock, period))
+
+
+def _rfm_values(source: Source, clock: base.Clock, period: Period) -> ir.Table:
+    # From the purchase days (one row per person and day): F is a count, not a distinct count,
+    # and a nightly run shares those days with the lifecycle, cohorts and the magic number.
+    days = base.purchase_days_at(source, clock)
+    days = days.filter(days.day >= day_number(period.start), days.day <= day_number(period.end))
+    grouped = days.group_by(days.person_id).agg(
+        last_day=days.day.max(), frequency=days.count(), monetary_fen=days.amount_fen.sum()
     )
     return grouped.select(
         person_id=grouped.person_id,
@@ -50,14 +57,28 @@ def rfm_values(source: Source, clock: base.Clock, period: Period) -> ir.Table:
 def quantile_cuts(
     values: ir.Table, column: str, quantiles: tuple[Fraction, ...], population: int
 ) -> tuple[int, ...]:
-    """Return the nearest-rank quantiles of one column, in the order of ``quantiles``."""
+    """Return the nearest-rank quantiles of one column, in the order of ``quantiles``.
+
+    The value at rank r of the sorted column is the smallest value whose running count of people
+    (values ascending) reaches r. Counting per distinct value first means the engine sorts the
+    distinct values (a few hundred days or purchase counts, at most as many amounts as people)
+    instead of ranking every person, and all the cuts of a column come from one query.
+    """
     if population == 0:
         return tuple(0 for _ in quantiles)
-    ranks = [nearest_rank(quantile, population) - 1 for quantile in quantiles]
-    ranked = values.mutate(position=ibis.row_number().over(order_by=[values[column], values.person_id]))
-    picked = ranked.filter(ranked.position.isin(sorted(set(ranks)))).select("position", column)
-    found = {int(row["position"]): int(row[column]) for row in picked.to_pyarrow().to_pylist()}
-    return tuple(found[rank] for rank in ranks)
+    ranks = [nearest_rank(quantile, population) for quantile in quantiles]
+    counted = values.group_by(value=values[column]).agg(people=values.count())
+    running = counted.mutate(
+        reached=counted.people.sum().over(ibis.window(order_by=counted.value, rows=(None, 0)))
+    )
+    picks = running.agg(
+        **{
+            f"rank_{rank}": ibis.ifelse(running.reached >= rank, running.value, None).min()
+            for rank in set(ranks)
+        }
+    )
+    found = picks.to_pyarrow().to_pylist()[0]
+    return tuple(int(found[f"rank_{rank}"]) for rank in ranks)
 
 
 def _score(value: ir.IntegerValue, cuts: tuple[int, ...], *, lower_is_better: bool) -> ir.IntegerValue:
@@ -151,18 +172,41 @@ class RfmAnalysis:
 
 
 def analyse(source: Source, clock: base.Clock, period: Period, settings: RfmSettings) -> RfmAnalysis:
-    """Build the scored RFM expression: the per-person values, 1–n scores and the class."""
+    """Build the scored RFM expression: the per-person values, 1–n scores and the class.
+
+    A sharing source builds it once per date, period and settings (the report and the ``rfm``
+    of tag and segment expressions read the same one).
+    """
+    key = ("rfm", clock.time_zone, clock.end_epoch, period.start, period.end, settings)
+    return source.remember(key, lambda: _analyse(source, clock, period, settings))
+
+
+def _analyse(source: Source, clock: base.Clock, period: Period, settings: RfmSettings) -> RfmAnalysis:
     values = source.keep(rfm_values(source, clock, period))
     people = int(values.count().to_pyarrow().as_py())
+    given = dict(
+        zip(
+            _COLUMNS,
+            (settings.recency_score_cuts, settings.frequency_score_cuts, settings.monetary_score_cuts),
+            strict=True,
+        )
+    )
+    found: dict[str, dict[Fraction, int]] = {}
+    for column in _COLUMNS:
+        # The score cuts and the class cut of a column in one query (those the brand did not fix).
+        wanted = (() if given[column] is not None else settings.score_quantiles) + (
+            () if settings.class_cuts is not None else (settings.class_quantile,)
+        )
+        if wanted:
+            found[column] = dict(zip(wanted, quantile_cuts(values, column, wanted, people), strict=True))
 
-    def cuts(column: str, given: tuple[int, ...] | None, quantiles: tuple[Fraction, ...]) -> tuple[int, ...]:
-        return given if given is not None else quantile_cuts(values, column, quantiles, people)
+    def score_cuts(column: str) -> tuple[int, ...]:
+        fixed = given[column]
+        return fixed if fixed is not None else tuple(found[column][q] for q in settings.score_quantiles)
 
-    recency = cuts("recency_days", settings.recency_score_cuts, settings.score_quantiles)
-    frequency = cuts("frequency", settings.frequency_score_cuts, settings.score_quantiles)
-    monetary = cuts("monetary_fen", settings.monetary_score_cuts, settings.score_quantiles)
+    recency, frequency, monetary = (score_cuts(column) for column in _COLUMNS)
     class_cuts = settings.class_cuts or RfmCuts(
-        *(quantile_cuts(values, column, (settings.class_quantile,), people)[0] for column in _COLUMNS)
+        *(found[column][settings.class_quantile] for column in _COLUMNS)
     )
     scored = values.mutate(
         r_score=_score(values.recency_days, recency, lower_is_better=True),

@@ -13,12 +13,13 @@ functions, so its text is cut to whole seconds first) and how JSON text is unquo
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import ibis
+import ibis.expr.operations as ops
 import ibis.expr.types as ir
 from ibis.backends import BaseBackend
 from sqlalchemy import Engine
@@ -28,12 +29,52 @@ from memberops.insight.periods import SECONDS_PER_DAY, OffsetSegment
 #: The store tables the analyses read.
 TABLES = ("persons", "orders", "refunds", "order_lines", "memberships", "events", "consents")
 
+T = TypeVar("T")
+#: The name prefix of the temporary tables ``Source.keep`` makes.
+_KEPT = "insight_"
+
 
 @dataclass(frozen=True)
 class Source:
-    """An Ibis backend holding the store's tables (or tables of the same shape)."""
+    """An Ibis backend holding the store's tables (or tables of the same shape).
+
+    ``shared`` is None for a single analysis. A run that computes many analyses on one
+    connection (the nightly run) opens ``sharing()`` instead: then the relations every analysis
+    starts from (purchases known on a date, members at an instant, the layers of a period…) are
+    built and kept once per key and read by every later analysis, instead of being recomputed
+    from the raw tables by each. The data must not change under such a run's feet: the tables
+    the shared relations read (orders, refunds, memberships…) are never written by insight.
+    """
 
     backend: BaseBackend
+    shared: dict[Hashable, Any] | None = field(default=None, compare=False, repr=False)
+    kept: list[str] = field(default_factory=list, compare=False, repr=False)
+
+    def sharing(self) -> Source:
+        """Return this source with a memory of shared relations (see the class docstring)."""
+        return Source(self.backend, {})
+
+    def once(self, key: Hashable, build: Callable[[], ir.Table]) -> ir.Table:
+        """Return the relation ``build`` makes, kept as a table once per ``key`` on a sharing source.
+
+        ``key`` must name everything the relation depends on (the instant, the period, the
+        settings). Without sharing this is just ``build()``, so a single analysis is unchanged.
+        """
+        if self.shared is None:
+            return build()
+        if key not in self.shared:
+            self.shared[key] = self.keep(build())
+        found: ir.Table = self.shared[key]
+        return found
+
+    def remember(self, key: Hashable, build: Callable[[], T]) -> T:
+        """Return what ``build`` returns (not a table: cut points, an analysis), once per ``key``."""
+        if self.shared is None:
+            return build()
+        if key not in self.shared:
+            self.shared[key] = build()
+        found: T = self.shared[key]
+        return found
 
     @property
     def name(self) -> str:
@@ -57,8 +98,26 @@ class Source:
         allows (it refuses about a dozen nested sub-selects). Temporary tables vanish with the
         connection and never touch the store's own tables.
         """
-        name = f"insight_{uuid.uuid4().hex[:12]}"
-        return self.backend.create_table(name, expression, temp=True)
+        operation = expression.op()
+        if isinstance(operation, ops.DatabaseTable) and operation.name.startswith(_KEPT):
+            return expression  # already kept (a shared relation): copying it again buys nothing
+        name = f"{_KEPT}{uuid.uuid4().hex[:12]}"
+        table = self.backend.create_table(name, expression, temp=True)
+        self.kept.append(name)
+        return table
+
+    def release(self) -> None:
+        """Drop the temporary tables this source kept and forget the shared relations.
+
+        A connection's temporary tables live as long as it does; a long-lived connection (a
+        warehouse copy a scheduler keeps open, a benchmark running two nights) would otherwise
+        hold every night's intermediate results in memory.
+        """
+        for name in reversed(self.kept):
+            self.backend.raw_sql(f'DROP TABLE IF EXISTS "{name}"')
+        self.kept.clear()
+        if self.shared is not None:
+            self.shared.clear()
 
     def json_text(self, value: ir.Value) -> ir.StringValue:
         """Return a JSON string member as plain text (engines disagree on whether quotes stay)."""
@@ -81,6 +140,25 @@ def open_source(engine: Engine) -> Iterator[Source]:
             raise ValueError(f"no analytics binding for the {engine.dialect.name} dialect")
     finally:
         raw.close()
+
+
+def copy_tables(source: Source, names: Sequence[str], target: BaseBackend) -> Source:
+    """Copy ``names`` from ``source`` into ``target`` (a DuckDB database); return the copy as a source.
+
+    What a brand that points its analytics at a warehouse copy does (ADR 0009): the copy holds
+    tables of the store's names and shapes, so every analysis runs on it unchanged. JSON columns
+    travel as text and are turned back into JSON, so ``attributes["sku"]`` reads the same.
+    Existing tables of those names in ``target`` are replaced.
+    """
+    for name in names:
+        table = source.table(name)
+        json_columns = [column for column, dtype in table.schema().items() if dtype.is_json()]
+        if json_columns:
+            table = table.mutate(**{column: table[column].cast("string") for column in json_columns})
+        target.create_table(name, table.to_pyarrow(), overwrite=True)
+        for column in json_columns:
+            target.raw_sql(f'ALTER TABLE {name} ALTER "{column}" TYPE JSON')
+    return Source(target)
 
 
 def business_day(epoch: ir.IntegerValue, segments: tuple[OffsetSegment, ...]) -> ir.IntegerValue:

@@ -19,19 +19,22 @@ def purchase_summary(days: ir.Table, as_of_day: int) -> ir.Table:
 
     ``days`` has ``person_id, day, amount_fen`` with one row per person and purchase day, on or
     before ``as_of_day``. The monetary value is ``repeat_fen / frequency`` (see ``monetary_value``).
+    The repeat total is everything but the first day's amount: one grouped pass per person, then
+    the first day picked out by an equality join on (person, first day). A window over each
+    person's days gives the same, but makes the engine partition and sort every purchase day
+    (about twice the time on DuckDB at ten million purchases).
     """
-    ranked = days.mutate(first_day=days.day.min().over(group_by=days.person_id))
-    grouped = ranked.group_by(ranked.person_id).agg(
-        first_day=ranked.first_day.min(),
-        last_day=ranked.day.max(),
-        purchase_days=ranked.count(),
-        total_fen=ranked.amount_fen.sum(),
-        first_fen=ibis.cases((ranked.day == ranked.first_day, ranked.amount_fen), else_=0).sum(),
+    grouped = days.group_by(summary_pid=days.person_id).agg(
+        first_day=days.day.min(),
+        last_day=days.day.max(),
+        purchase_days=days.count(),
+        total_fen=days.amount_fen.sum(),
     )
-    return grouped.select(
-        person_id=grouped.person_id,
-        frequency=(grouped.purchase_days - 1).cast("int64"),
-        recency=(grouped.last_day - grouped.first_day).cast("int64"),
-        T=(ibis.literal(as_of_day, type="int64") - grouped.first_day).cast("int64"),
-        repeat_fen=(grouped.total_fen - grouped.first_fen).cast("int64"),
+    first = grouped.inner_join(days, [grouped.summary_pid == days.person_id, grouped.first_day == days.day])
+    return first.select(
+        person_id=first.summary_pid,
+        frequency=(first.purchase_days - 1).cast("int64"),
+        recency=(first.last_day - first.first_day).cast("int64"),
+        T=(ibis.literal(as_of_day, type="int64") - first.first_day).cast("int64"),
+        repeat_fen=(first.total_fen - first.amount_fen).cast("int64"),
     )

@@ -28,8 +28,9 @@ from memberops.access.service import audit
 from memberops.identity import repository
 from memberops.identity.repository import chunks
 from memberops.insight import base, compiler
+from memberops.insight.config import brand_settings, load_config
 from memberops.insight.language import Node, parse, tags_named
-from memberops.insight.source import open_source
+from memberops.insight.source import Source, open_source
 from memberops.kit.clock import business_date, utc_now
 from memberops.kit.db import insert_rows, insert_with_ids, unit_of_work
 from memberops.kit.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -97,19 +98,38 @@ def today(time_zone: str) -> date:
     return business_date(utc_now(), time_zone)
 
 
+def brand_scope(source: Source, as_of: date, time_zone: str) -> compiler.Scope:
+    """The scope expressions are evaluated in: the as-of date and the brand's insight thresholds.
+
+    Every refresh (by hand, ``--due``, the nightly run) reads ``rfm``, ``stage`` and ``layer``
+    with the same thresholds (``insight.config``), so a segment never flips between two
+    definitions of a class and announces moves nobody made.
+    """
+    settings = brand_settings(load_config())
+    return compiler.Scope(
+        source,
+        base.Clock.at(as_of, time_zone),
+        rfm_settings=settings.rfm,
+        lifecycle_settings=settings.lifecycle,
+        layer_settings=settings.layers,
+    )
+
+
 def select_persons(engine: Engine, node: Node, *, as_of: date, time_zone: str) -> set[int]:
     """Evaluate an expression over the whole store, set-based; return the live person ids it selects."""
     with open_source(engine) as source:
-        scope = compiler.Scope(source, base.Clock.at(as_of, time_zone))
-        column = compiler.evaluate(scope, node).to_pyarrow().column("person_id")
+        column = (
+            compiler.evaluate(brand_scope(source, as_of, time_zone), node).to_pyarrow().column("person_id")
+        )
         return {int(person_id) for person_id in column.to_pylist()}
 
 
 def count_persons(engine: Engine, node: Node, *, as_of: date, time_zone: str) -> int:
     """Count the live persons an expression selects (the count is computed by the engine)."""
     with open_source(engine) as source:
-        scope = compiler.Scope(source, base.Clock.at(as_of, time_zone))
-        return int(compiler.evaluate(scope, node).count().to_pyarrow().as_py())
+        return int(
+            compiler.evaluate(brand_scope(source, as_of, time_zone), node).count().to_pyarrow().as_py()
+        )
 
 
 # ---------------------------------------------------------------------------------- definitions

@@ -1,0 +1,185 @@
+"""The brand's insight thresholds: RFM cuts, the repurchase cycle, the magic number's window…
+
+A brand sets them once, for the nightly run (and every scheduled job) to use, instead of passing
+options on every command: as environment variables ``MEMBEROPS_INSIGHT_*`` beside the process
+settings (``kit.settings``), or in the ``[insight]`` table of a TOML file named by
+``MEMBEROPS_INSIGHT_FILE`` or ``--config``. A key left out keeps the default of DOMAIN.md §5
+(population medians and quintiles, a 30-day cycle…). Values are text in the same notation as the
+``memberops analyze`` options (``--class-cuts 30,2,500`` is ``rfm_class_cuts = "30,2,500"``), and
+they are read here into the analyses' settings, refusing a bad one with the option's name.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from memberops.insight.kpi_rules import InvalidOption, MagicSettings, PreferenceSettings, share_option
+from memberops.insight.rules import (
+    MEDIAN,
+    QUINTILES,
+    LayerSettings,
+    LifecycleSettings,
+    RfmCuts,
+    RfmSettings,
+)
+from memberops.kit.money import InvalidAmount, yuan_to_fen
+
+
+class InsightConfig(BaseSettings):
+    """The thresholds as the brand wrote them (text), before they are checked."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMBEROPS_INSIGHT_", extra="forbid")
+
+    file: Path | None = Field(default=None, description="a TOML file whose [insight] table sets the rest")
+    rfm_score_quantiles: str | None = Field(default=None, description="e.g. 1/5,2/5,3/5,4/5 (scores 1–5)")
+    rfm_recency_cuts: str | None = Field(default=None, description="score cuts in days, ascending")
+    rfm_frequency_cuts: str | None = Field(default=None, description="score cuts in purchase days")
+    rfm_monetary_cuts: str | None = Field(default=None, description="score cuts in yuan, ascending")
+    rfm_class_cuts: str | None = Field(default=None, description="DAYS,PURCHASE_DAYS,YUAN (default medians)")
+    cycle_days: int = Field(default=30, description="the repurchase cycle in days")
+    stage_cycles: str = Field(default="1,1,2,6", description="NEW,ACTIVE,SILENT,SLEEPING in cycles")
+    magic_window_days: int = 60
+    magic_threshold: str = "1/2"
+    magic_min_people: int = 30
+    magic_max_purchases: int = 10
+    preference_min_share: str = "1/2"
+
+
+@dataclass(frozen=True)
+class BrandSettings:
+    """Every analysis's settings, checked: what a nightly run computes with."""
+
+    rfm: RfmSettings = field(default_factory=RfmSettings)
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
+    layers: LayerSettings = field(default_factory=LayerSettings)
+    magic: MagicSettings = field(default_factory=MagicSettings)
+    preferences: PreferenceSettings = field(default_factory=PreferenceSettings)
+
+
+def load_config(path: Path | None = None) -> InsightConfig:
+    """Read the thresholds from the environment and, if given (or named there), a TOML file.
+
+    A key in the file wins over the environment, so the file a brand keeps in version control
+    says what the run used.
+    """
+    from_environment = InsightConfig()
+    path = path or from_environment.file
+    if path is None:
+        return from_environment
+    try:
+        document = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise InvalidOption(f"cannot read the insight settings in {path}: {error}") from None
+    table = document.get("insight", {})
+    if not isinstance(table, dict):
+        raise InvalidOption(f"{path}: [insight] must be a table")
+    unknown = sorted(set(table) - set(InsightConfig.model_fields) - {"file"})
+    if unknown:
+        raise InvalidOption(f"{path}: unknown insight setting {unknown[0]!r}")
+    # A list (``rfm_recency_cuts = [7, 30, 90, 180]``) reads as the options' comma notation.
+    values: dict[str, Any] = {
+        key: ",".join(str(item) for item in value) if isinstance(value, list) else value
+        for key, value in table.items()
+    }
+    values["file"] = path
+    try:
+        return InsightConfig.model_validate({**from_environment.model_dump(), **values})
+    except ValidationError as error:
+        raise InvalidOption(f"{path}: {error.errors()[0]['loc'][0]}: {error.errors()[0]['msg']}") from None
+
+
+def whole_numbers(text: str | None, name: str) -> tuple[int, ...] | None:
+    """Read ascending whole numbers separated by commas (``7,30,90,180``); None stays None."""
+    if text is None:
+        return None
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise InvalidOption(f"{name} takes whole numbers separated by commas, not {text!r}") from None
+    if list(values) != sorted(values):
+        raise InvalidOption(f"{name} must be ascending")
+    return values
+
+
+def yuan_amounts(text: str | None, name: str) -> tuple[int, ...] | None:
+    """Read ascending yuan amounts separated by commas, in fen; None stays None."""
+    if text is None:
+        return None
+    try:
+        values = tuple(yuan_to_fen(part.strip()) for part in text.split(","))
+    except InvalidAmount as error:
+        raise InvalidOption(f"{name}: {error.message}") from None
+    if list(values) != sorted(values):
+        raise InvalidOption(f"{name} must be ascending")
+    return values
+
+
+def quantiles(text: str | None, name: str) -> tuple[Fraction, ...]:
+    """Read score quantiles as fractions (``1/5,2/5`` or ``0.2,0.4``); the quintiles by default."""
+    if text is None:
+        return QUINTILES
+    try:
+        values = tuple(Fraction(part.strip()) for part in text.split(","))
+    except (ValueError, ZeroDivisionError):
+        raise InvalidOption(f"{name} takes fractions like 1/5,2/5 or 0.2,0.4, not {text!r}") from None
+    if any(not 0 < value <= 1 for value in values):
+        raise InvalidOption(f"{name} must lie in (0, 1]")
+    return values
+
+
+def class_cuts(text: str | None, name: str) -> RfmCuts | None:
+    """Read the brand's class thresholds ``DAYS,PURCHASE_DAYS,YUAN``; None keeps the medians."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    if len(parts) != 3:
+        raise InvalidOption(f"{name} takes DAYS,DAYS_OF_PURCHASE,YUAN")
+    try:
+        return RfmCuts(int(parts[0]), int(parts[1]), yuan_to_fen(parts[2].strip()))
+    except (ValueError, InvalidAmount):
+        raise InvalidOption(f"{name}: cannot read {text!r}") from None
+
+
+def lifecycle_settings(cycle_days: int, stage_cycles: str, name: str) -> LifecycleSettings:
+    """Read the repurchase cycle and the four stage bounds (``NEW,ACTIVE,SILENT,SLEEPING``)."""
+    bounds = whole_numbers(stage_cycles, name) if "," in stage_cycles else None
+    if bounds is None or len(bounds) != 4:
+        raise InvalidOption(f"{name} takes four whole numbers: NEW,ACTIVE,SILENT,SLEEPING")
+    try:
+        return LifecycleSettings(cycle_days, *bounds)
+    except ValueError as error:
+        raise InvalidOption(str(error)) from None
+
+
+def brand_settings(config: InsightConfig) -> BrandSettings:
+    """Check the configured thresholds and return the analyses' settings (defaults where unset)."""
+    prefix = "MEMBEROPS_INSIGHT_"
+    rfm = RfmSettings(
+        score_quantiles=quantiles(config.rfm_score_quantiles, f"{prefix}RFM_SCORE_QUANTILES"),
+        class_quantile=MEDIAN,
+        recency_score_cuts=whole_numbers(config.rfm_recency_cuts, f"{prefix}RFM_RECENCY_CUTS"),
+        frequency_score_cuts=whole_numbers(config.rfm_frequency_cuts, f"{prefix}RFM_FREQUENCY_CUTS"),
+        monetary_score_cuts=yuan_amounts(config.rfm_monetary_cuts, f"{prefix}RFM_MONETARY_CUTS"),
+        class_cuts=class_cuts(config.rfm_class_cuts, f"{prefix}RFM_CLASS_CUTS"),
+    )
+    lifecycle = lifecycle_settings(config.cycle_days, config.stage_cycles, f"{prefix}STAGE_CYCLES")
+    try:
+        magic = MagicSettings(
+            config.magic_window_days,
+            share_option(config.magic_threshold, f"{prefix}MAGIC_THRESHOLD"),
+            config.magic_min_people,
+            config.magic_max_purchases,
+        )
+    except ValueError as error:
+        raise InvalidOption(str(error)) from None
+    preferences = PreferenceSettings(
+        share_option(config.preference_min_share, f"{prefix}PREFERENCE_MIN_SHARE")
+    )
+    return BrandSettings(rfm=rfm, lifecycle=lifecycle, magic=magic, preferences=preferences)
