@@ -182,8 +182,9 @@ def insert_with_ids(session: Session, table: Table, rows: list[dict[str, Any]]) 
     """Insert ``rows`` through SQLAlchemy Core and return their new ids, in order.
 
     A few rows (an API request) go in with INSERT … RETURNING, one round trip; a batch gets its
-    ids reserved first and goes in with one executemany, several times faster than RETURNING row
-    by row, which is what SQLAlchemy falls back to when it must keep the order of ids.
+    ids reserved first and goes in through ``insert_rows`` (one executemany, or COPY on
+    PostgreSQL), several times faster than RETURNING row by row, which is what SQLAlchemy falls
+    back to when it must keep the order of ids.
     """
     if not rows:
         return []
@@ -217,7 +218,7 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
     if not rows:
         return
     connection = session.connection()
-    if len(rows) >= _COPY_FROM and connection.dialect.name == "postgresql" and _copyable(table, rows[0]):
+    if len(rows) >= _SET_BASED_FROM and connection.dialect.name == "postgresql" and _copyable(table, rows[0]):
         _copy_rows(connection, table, rows)
         return
     connection.execute(table.insert(), rows)
@@ -235,7 +236,7 @@ def update_rows(session: Session, table: Table, key: str, rows: list[dict[str, A
         return
     connection = session.connection()
     names = [name for name in rows[0] if name != key]
-    if len(rows) < _COPY_FROM or connection.dialect.name != "postgresql":
+    if len(rows) < _SET_BASED_FROM or connection.dialect.name != "postgresql":
         statement = (
             sqlalchemy.update(table)
             .where(table.c[key] == bindparam(f"_{key}"))
@@ -255,7 +256,7 @@ def update_rows(session: Session, table: Table, key: str, rows: list[dict[str, A
             arrays[f"a{index}"] = [json.dumps(value) for value in values]
             casts.append(f"CAST(CAST(:a{index} AS text[]) AS json[])")
             continue
-        process = column_type.dialect_impl(dialect).bind_processor(dialect)
+        [process] = _bind_processors(table, [name], dialect)
         arrays[f"a{index}"] = values if process is None else [process(value) for value in values]
         casts.append(f"CAST(:a{index} AS {column_type.compile(dialect)}[])")
     assignments = ", ".join(f"{quote(name)} = v.{quote(name)}" for name in names)
@@ -265,8 +266,13 @@ def update_rows(session: Session, table: Table, key: str, rows: list[dict[str, A
     connection.execute(text(sql), arrays)
 
 
-#: From this many rows on, PostgreSQL takes a batch by COPY.
-_COPY_FROM = 64
+#: From this many rows on, PostgreSQL takes a batch by COPY (inserts) or one UPDATE … FROM unnest.
+_SET_BASED_FROM = 64
+
+
+def _bind_processors(table: Table, names: list[str], dialect: Dialect) -> list[Any]:
+    """The bind processing an INSERT or UPDATE would apply to each named column (None: none)."""
+    return [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
 
 
 def _copyable(table: Table, row: dict[str, Any]) -> bool:
@@ -285,7 +291,7 @@ def _copy_rows(connection: Connection, table: Table, rows: list[dict[str, Any]])
     """
     dialect = connection.dialect
     names = list(rows[0])
-    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
+    processors = _bind_processors(table, names, dialect)
     quote = dialect.identifier_preparer.quote
     statement = f"COPY {quote(table.name)} ({', '.join(quote(name) for name in names)}) FROM STDIN"
     driver = cast(Any, connection.connection).driver_connection
