@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -117,6 +118,31 @@ def test_analyze_lifecycle(run: Any) -> None:
     assert "flows 2026-09-30 → 2026-10-31" in run("analyze lifecycle --period 2026-10").stdout
 
 
+def test_analyses_default_to_the_brand_thresholds(
+    run: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The brand's 10-day cycle: with no option the command shows what --cycle-days 10 shows.
+    monkeypatch.setenv("MEMBEROPS_INSIGHT_CYCLE_DAYS", "10")
+    data = json.loads(run("analyze lifecycle --period 2026-10 --format json").stdout)
+    assert (data["cycle_days"], data["stages"]["churned"]) == (10, 2)
+    # An option given wins over the brand's threshold.
+    data = json.loads(run("analyze lifecycle --period 2026-10 --cycle-days 30 --format json").stdout)
+    assert (data["cycle_days"], data["stages"]["churned"]) == (30, 1)
+    brand = tmp_path / "brand.toml"
+    brand.write_text('[insight]\nrfm_class_cuts = "7,1,150"\n')
+    data = json.loads(run(f"analyze rfm --period 2026-10 --config {brand} --format json").stdout)
+    assert data["class_cuts"] == {"recency_days": 7, "frequency": 1, "monetary": "150.00"}
+    assert {c["class"]: c["people"] for c in data["classes"] if c["people"]} == {
+        "important_value": 1,
+        "important_keep": 1,
+        "general_develop": 1,
+        "general_keep": 1,
+        "general_win_back": 3,
+    }
+    monkeypatch.setenv("MEMBEROPS_INSIGHT_STAGE_CYCLES", "1,2")
+    assert "MEMBEROPS_INSIGHT_STAGE_CYCLES" in run("analyze lifecycle --period 2026-10", status=2).stderr
+
+
 def test_analyze_refuses_bad_input(run: Any) -> None:
     assert "invalid_period" in run("analyze layers --period 2026-13", status=2).stderr
     assert "starts after" in run("analyze rfm --as-of 2026-10-31 --period 2026-11", status=2).stderr
@@ -148,6 +174,15 @@ def test_insight_over_http_for_an_analyst(api: Api) -> None:
     assert lifecycle.status_code == 200, lifecycle.json()
     assert lifecycle.json()["stages"]["new"] == 5
     assert {"from": "new", "to": "active", "people": 2} in lifecycle.json()["flows"]
+
+
+def test_insight_over_http_uses_the_brand_thresholds(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMBEROPS_INSIGHT_CYCLE_DAYS", "10")
+    brand = api.get("/insight/lifecycle", role=Role.ANALYST, period="2026-10")
+    given = api.get("/insight/lifecycle", role=Role.ANALYST, period="2026-10", cycle_days=30)
+
+    assert (brand.json()["cycle_days"], brand.json()["stages"]["churned"]) == (10, 2)
+    assert (given.json()["cycle_days"], given.json()["stages"]["churned"]) == (30, 1)
 
 
 def test_insight_over_http_refuses(api: Api) -> None:

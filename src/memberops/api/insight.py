@@ -21,9 +21,9 @@ from memberops.access.service import Caller
 from memberops.api.deps import ServicesDep, require
 from memberops.api.schemas import error_responses
 from memberops.insight import kpi_service, service
-from memberops.insight.kpi_rules import MagicSettings, PreferenceSettings, dimension, measure, share_option
-from memberops.insight.periods import InvalidPeriod
-from memberops.insight.rules import LayerSettings, LifecycleSettings, RfmSettings
+from memberops.insight.config import current as brand_thresholds
+from memberops.insight.config import lifecycle_with, magic_with, preferences_with
+from memberops.insight.kpi_rules import dimension, measure
 
 router = APIRouter(prefix="/insight", tags=["insight"], responses=error_responses(401, 403, 422))
 
@@ -130,9 +130,12 @@ class LayersView(BaseModel):
 def rfm(
     services: ServicesDep, _: InsightReader, as_of: AsOfQuery = None, period: PeriodQuery = None
 ) -> RfmView:
-    """RFM classes over the period (default: the 12 months to the as-of date), cut at the medians."""
+    """RFM classes over the period (default: the 12 months to the as-of date).
+
+    Cut at the brand's thresholds (``MEMBEROPS_INSIGHT_*``), by default the medians.
+    """
     run = service.window("rfm", as_of, period, services.settings.time_zone)
-    report = service.rfm_report(services.engine, run, RfmSettings())
+    report = service.rfm_report(services.engine, run, brand_thresholds().rfm)
     return RfmView.model_validate(report.as_dict())
 
 
@@ -142,13 +145,12 @@ def lifecycle(
     _: InsightReader,
     as_of: AsOfQuery = None,
     period: PeriodQuery = None,
-    cycle_days: Annotated[int, Query(ge=1, le=3650, description="the repurchase cycle")] = 30,
+    cycle_days: Annotated[
+        int | None, Query(ge=1, le=3650, description="the repurchase cycle (default: the brand's, else 30)")
+    ] = None,
 ) -> LifecycleView:
     """Lifecycle stages on the as-of date and flows from the end of the previous period."""
-    try:
-        settings = LifecycleSettings(cycle_days=cycle_days)
-    except ValueError as error:
-        raise InvalidPeriod(str(error)) from None
+    settings = lifecycle_with(brand_thresholds().lifecycle, cycle_days=cycle_days)
     run = service.window("lifecycle", as_of, period, services.settings.time_zone)
     report = service.lifecycle_report(services.engine, run, settings)
     return LifecycleView.model_validate(report.as_dict())
@@ -160,7 +162,7 @@ def layers(
 ) -> LayersView:
     """Relationship layers, Capital, Conversion, Connection per field and CLV's transaction part."""
     run = service.window("layers", as_of, period, services.settings.time_zone)
-    report = service.layers_report(services.engine, run, LayerSettings())
+    report = service.layers_report(services.engine, run, brand_thresholds().layers)
     return LayersView.model_validate(report.as_dict())
 
 
@@ -339,13 +341,30 @@ def magic_number(
     _: InsightReader,
     as_of: AsOfQuery = None,
     period: PeriodQuery = None,
-    window_days: Annotated[int, Query(ge=1, le=3650, description="the stay window after a purchase")] = 60,
-    threshold: Annotated[str, Query(description="the stay rate of the magic number, e.g. 1/2")] = "1/2",
-    min_people: Annotated[int, Query(ge=1, description="judged people a count needs")] = 30,
-    max_purchases: Annotated[int, Query(ge=1, le=1000, description="the last row is this many or more")] = 10,
+    window_days: Annotated[
+        int | None, Query(ge=1, le=3650, description="the stay window after a purchase (brand's, else 60)")
+    ] = None,
+    threshold: Annotated[
+        str | None, Query(description="the stay rate of the magic number, e.g. 1/2 (brand's, else 1/2)")
+    ] = None,
+    min_people: Annotated[
+        int | None, Query(ge=1, description="judged people a count needs (else 30)")
+    ] = None,
+    max_purchases: Annotated[
+        int | None, Query(ge=1, le=1000, description="the last row is this many or more (else 10)")
+    ] = None,
 ) -> MagicNumberView:
-    """Stay rate by the number of purchases made, and the purchase count after which people stay."""
-    settings = MagicSettings(window_days, share_option(threshold, "threshold"), min_people, max_purchases)
+    """Stay rate by the number of purchases made, and the purchase count after which people stay.
+
+    A parameter left out is the brand's threshold (``MEMBEROPS_INSIGHT_*``).
+    """
+    settings = magic_with(
+        brand_thresholds().magic,
+        window_days=window_days,
+        threshold=threshold,
+        min_people=min_people,
+        max_purchases=max_purchases,
+    )
     run = kpi_service.window("magic-number", as_of, period, services.settings.time_zone)
     return MagicNumberView.model_validate(kpi_service.magic_report(services.engine, run, settings).as_dict())
 
@@ -356,10 +375,12 @@ def preferences(
     _: InsightReader,
     as_of: AsOfQuery = None,
     period: PeriodQuery = None,
-    min_share: Annotated[str, Query(description="share of spend that makes a preference, e.g. 1/2")] = "1/2",
+    min_share: Annotated[
+        str | None, Query(description="share of spend that makes a preference, e.g. 1/2 (brand's, else 1/2)")
+    ] = None,
 ) -> PreferencesView:
     """Category preferences of the period's buyers: per category spend, top and preferring buyers."""
-    settings = PreferenceSettings(share_option(min_share, "min_share"))
+    settings = preferences_with(brand_thresholds().preferences, min_share=min_share)
     run = kpi_service.window("preferences", as_of, period, services.settings.time_zone)
     return PreferencesView.model_validate(
         kpi_service.preferences_report(services.engine, run, settings).as_dict()

@@ -6,6 +6,10 @@ The insight analyses as tables, CSV or JSON.
 it is read, so the same data and as-of date always give the same answer. ``--period`` is a month
 (``2026-10``), a year, a date range (``2026-10-01..2026-10-31``) or a trailing window (``90d``,
 ``12m``). ``table`` and ``json`` print the summary; ``csv`` prints one row per person.
+
+A threshold not given as an option is the brand's (``insight.config``: ``MEMBEROPS_INSIGHT_*``,
+the ``[insight]`` table of ``MEMBEROPS_INSIGHT_FILE`` or ``--config``), so a command run by hand
+shows the classes and stages the nightly run, the tags and the segments are computed with.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
+from pathlib import Path
 from typing import Annotated, Any
 
 import pyarrow as pa
@@ -27,31 +32,23 @@ from rich.table import Table
 from memberops.cli.common import console, print_json, reports_errors, services
 from memberops.cli.reports import percent, yuan
 from memberops.insight import kpi_service, service
-from memberops.insight.kpi_rules import (
-    DIMENSIONS,
-    InvalidOption,
-    MagicSettings,
-    PreferenceSettings,
-    bucket_labels,
-    dimension,
-    measure,
-    share_option,
+from memberops.insight.config import (
+    cli_option,
+    lifecycle_with,
+    magic_with,
+    preferences_with,
+    rfm_with,
 )
+from memberops.insight.config import current as brand_thresholds
+from memberops.insight.kpi_rules import DIMENSIONS, bucket_labels, dimension, measure
 from memberops.insight.kpis import FIGURE_NAMES
-from memberops.insight.periods import InvalidPeriod
 from memberops.insight.rules import (
     LAYER_ORDER,
-    MEDIAN,
-    QUINTILES,
     RFM_CLASS_NAMES,
     STAGE_ORDER,
-    LayerSettings,
-    LifecycleSettings,
-    RfmCuts,
-    RfmSettings,
     decimal_text,
 )
-from memberops.kit.money import InvalidAmount, fen_to_yuan, yuan_to_fen
+from memberops.kit.money import fen_to_yuan
 
 analyze_app = typer.Typer(
     help="Member insight: RFM classes, lifecycle stages and flows, relationship layers and health metrics, "
@@ -83,6 +80,14 @@ PeriodOption = Annotated[
     ),
 ]
 FormatOption = Annotated[AnalysisFormat, typer.Option("--format")]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="a TOML file whose [insight] table sets the brand's thresholds (default: MEMBEROPS_INSIGHT_FILE "
+        "and MEMBEROPS_INSIGHT_* variables); an option given here wins over it",
+    ),
+]
 
 
 #: How an analysis resolves its run: ``service.window`` or ``kpi_service.window`` (their own defaults).
@@ -109,44 +114,6 @@ def _csv(table: pa.Table, money_columns: tuple[str, ...] = ()) -> None:
         )
 
 
-def _integers(text: str | None, option: str) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        values = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise InvalidPeriod(f"{option} takes whole numbers separated by commas, not {text!r}") from None
-    if list(values) != sorted(values):
-        raise InvalidPeriod(f"{option} must be ascending")
-    return values
-
-
-def _yuan_list(text: str | None, option: str) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        values = tuple(yuan_to_fen(part.strip()) for part in text.split(","))
-    except InvalidAmount as error:
-        raise InvalidPeriod(f"{option}: {error.message}") from None
-    if list(values) != sorted(values):
-        raise InvalidPeriod(f"{option} must be ascending")
-    return values
-
-
-def _quantiles(text: str | None) -> tuple[Fraction, ...]:
-    if text is None:
-        return QUINTILES
-    try:
-        values = tuple(Fraction(part.strip()) for part in text.split(","))
-    except (ValueError, ZeroDivisionError):
-        raise InvalidPeriod(
-            f"--score-quantiles takes fractions like 1/5,2/5 or 0.2,0.4, not {text!r}"
-        ) from None
-    if any(not 0 < value <= 1 for value in values):
-        raise InvalidPeriod("--score-quantiles must lie in (0, 1]")
-    return values
-
-
 @analyze_app.command("rfm")
 @reports_errors
 def rfm(
@@ -169,27 +136,24 @@ def rfm(
         str | None,
         typer.Option(
             help="brand class thresholds 'DAYS,DAYS_OF_PURCHASE,YUAN': R high below, F and M high above "
-            "(default: the population medians)"
+            "(default: the brand's, else the population medians)"
         ),
     ] = None,
+    config: ConfigOption = None,
 ) -> None:
-    """RFM per person over the period (default: the 12 months to the as-of date) and the eight classes."""
-    cuts = None
-    if class_cuts is not None:
-        parts = class_cuts.split(",")
-        if len(parts) != 3:
-            raise InvalidPeriod("--class-cuts takes DAYS,DAYS_OF_PURCHASE,YUAN")
-        try:
-            cuts = RfmCuts(int(parts[0]), int(parts[1]), yuan_to_fen(parts[2].strip()))
-        except (ValueError, InvalidAmount):
-            raise InvalidPeriod(f"--class-cuts: cannot read {class_cuts!r}") from None
-    settings = RfmSettings(
-        score_quantiles=_quantiles(score_quantiles),
-        class_quantile=MEDIAN,
-        recency_score_cuts=_integers(recency_cuts, "--recency-cuts"),
-        frequency_score_cuts=_integers(frequency_cuts, "--frequency-cuts"),
-        monetary_score_cuts=_yuan_list(monetary_cuts, "--monetary-cuts"),
-        class_cuts=cuts,
+    """RFM per person over the period (default: the 12 months to the as-of date) and the eight classes.
+
+    Scoring and class cuts left out come from the brand's insight settings (the quintiles and the
+    medians unless the brand set its own).
+    """
+    settings = rfm_with(
+        brand_thresholds(config).rfm,
+        score_quantiles=score_quantiles,
+        recency_cuts=recency_cuts,
+        frequency_cuts=frequency_cuts,
+        monetary_cuts=monetary_cuts,
+        cuts=class_cuts,
+        name=cli_option,
     )
     run = _window("rfm", as_of, period)
     engine = services().engine
@@ -230,19 +194,22 @@ def lifecycle(
     as_of: AsOfOption = None,
     period: PeriodOption = None,
     output: FormatOption = AnalysisFormat.TABLE,
-    cycle_days: Annotated[int, typer.Option(help="the brand's repurchase cycle in days")] = 30,
+    cycle_days: Annotated[
+        int | None, typer.Option(help="the repurchase cycle in days (default: the brand's, else 30)")
+    ] = None,
     stage_cycles: Annotated[
-        str, typer.Option(help="NEW,ACTIVE,SILENT,SLEEPING bounds in cycles since the first/last purchase")
-    ] = "1,1,2,6",
+        str | None,
+        typer.Option(
+            help="NEW,ACTIVE,SILENT,SLEEPING bounds in cycles since the first/last purchase "
+            "(default: the brand's, else 1,1,2,6)"
+        ),
+    ] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Lifecycle stage per person on the as-of date, and the flows since the end of the previous period."""
-    bounds = _integers(stage_cycles, "--stage-cycles") if "," in stage_cycles else None
-    if bounds is None or len(bounds) != 4:
-        raise InvalidPeriod("--stage-cycles takes four whole numbers: NEW,ACTIVE,SILENT,SLEEPING")
-    try:
-        settings = LifecycleSettings(cycle_days, *bounds)
-    except ValueError as error:
-        raise InvalidPeriod(str(error)) from None
+    settings = lifecycle_with(
+        brand_thresholds(config).lifecycle, cycle_days=cycle_days, stage_cycles=stage_cycles, name=cli_option
+    )
     run = _window("lifecycle", as_of, period)
     engine = services().engine
     if output is AnalysisFormat.CSV:
@@ -253,7 +220,7 @@ def lifecycle(
         print_json(report.as_dict())
         return
     _print_table(
-        f"lifecycle stages on {report.as_of} (cycle {cycle_days} days)",
+        f"lifecycle stages on {report.as_of} (cycle {settings.cycle_days} days)",
         ["stage", f"on {report.previous_as_of}", f"on {report.as_of}"],
         [
             [stage.value, f"{report.previous_counts[stage]:,}", f"{report.counts[stage]:,}"]
@@ -273,6 +240,7 @@ def layers(
     as_of: AsOfOption = None,
     period: PeriodOption = None,
     output: FormatOption = AnalysisFormat.TABLE,
+    config: ConfigOption = None,
 ) -> None:
     """The five relationship layers for the period and the health metrics (FAST+).
 
@@ -281,7 +249,7 @@ def layers(
     """
     run = _window("layers", as_of, period)
     engine = services().engine
-    settings = LayerSettings()
+    settings = brand_thresholds(config).layers
     if output is AnalysisFormat.CSV:
         _csv(service.layers_people(engine, run, settings))
         return
@@ -550,13 +518,27 @@ def magic_number(
     period: PeriodOption = None,
     output: FormatOption = AnalysisFormat.TABLE,
     window_days: Annotated[
-        int, typer.Option(help="a person stays after a purchase when they buy again within this many days")
-    ] = 60,
-    threshold: Annotated[str, typer.Option(help="the stay rate that makes the magic number")] = "1/2",
+        int | None,
+        typer.Option(
+            help="a person stays after a purchase when they buy again within this many days "
+            "(default: the brand's, else 60)"
+        ),
+    ] = None,
+    threshold: Annotated[
+        str | None,
+        typer.Option(help="the stay rate that makes the magic number (default: the brand's, else 1/2)"),
+    ] = None,
     min_people: Annotated[
-        int, typer.Option(help="judged people a purchase count needs to be considered")
-    ] = 30,
-    max_purchases: Annotated[int, typer.Option(help="the last row counts this many purchases or more")] = 10,
+        int | None,
+        typer.Option(
+            help="judged people a purchase count needs to be considered (default: the brand's, else 30)"
+        ),
+    ] = None,
+    max_purchases: Annotated[
+        int | None,
+        typer.Option(help="the last row counts this many purchases or more (default: the brand's, else 10)"),
+    ] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Stay rate by the number of purchases made, and the purchase count after which people stay.
 
@@ -564,12 +546,14 @@ def magic_number(
     passed, the share who bought again within the window (default 60 days: two repurchase
     cycles). The magic number is the smallest n whose rate reaches the threshold.
     """
-    try:
-        settings = MagicSettings(
-            window_days, share_option(threshold, "--threshold"), min_people, max_purchases
-        )
-    except ValueError as error:
-        raise InvalidOption(str(error)) from None
+    settings = magic_with(
+        brand_thresholds(config).magic,
+        window_days=window_days,
+        threshold=threshold,
+        min_people=min_people,
+        max_purchases=max_purchases,
+        name=cli_option,
+    )
     run = _window("magic-number", as_of, period, kpi_service.window)
     data = kpi_service.magic_report(services().engine, run, settings).as_dict()
     if output is AnalysisFormat.JSON:
@@ -607,18 +591,20 @@ def preferences(
     period: PeriodOption = None,
     output: FormatOption = AnalysisFormat.TABLE,
     min_share: Annotated[
-        str, typer.Option(help="share of a person's spend their top category needs to be their preference")
-    ] = "1/2",
+        str | None,
+        typer.Option(
+            help="share of a person's spend their top category needs to be their preference "
+            "(default: the brand's, else 1/2)"
+        ),
+    ] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Product-category preference per person from what they bought (net of refunds).
 
     CSV prints one row per buyer (top category, its share, the preference tag); table and JSON the
     distribution (default period: the 12 months to the as-of date).
     """
-    try:
-        settings = PreferenceSettings(share_option(min_share, "--min-share"))
-    except ValueError as error:
-        raise InvalidOption(str(error)) from None
+    settings = preferences_with(brand_thresholds(config).preferences, min_share=min_share, name=cli_option)
     run = _window("preferences", as_of, period, kpi_service.window)
     engine = services().engine
     if output is AnalysisFormat.CSV:

@@ -27,7 +27,7 @@ from memberops.cli.common import (
     services,
 )
 from memberops.insight import nightly
-from memberops.insight.config import brand_settings, load_config
+from memberops.insight.config import current
 from memberops.insight.kpi_rules import InvalidOption
 
 
@@ -79,7 +79,7 @@ def nightly_command(
     """
     if on is NightlyEngine.STORE and duckdb_file is not None:
         raise InvalidOption("--duckdb-file needs --on duckdb")
-    settings = brand_settings(load_config(config))
+    settings = current(config)
     where: nightly.Where = "duckdb" if on is NightlyEngine.DUCKDB else "store"
     svc = services()
     work = nightly.plan(svc.sessions)

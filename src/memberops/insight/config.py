@@ -12,7 +12,8 @@ they are read here into the analyses' settings, refusing a bad one with the opti
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -183,3 +184,99 @@ def brand_settings(config: InsightConfig) -> BrandSettings:
         share_option(config.preference_min_share, f"{prefix}PREFERENCE_MIN_SHARE")
     )
     return BrandSettings(rfm=rfm, lifecycle=lifecycle, magic=magic, preferences=preferences)
+
+
+def current(path: Path | None = None) -> BrandSettings:
+    """The brand's checked thresholds as configured now (environment, then the TOML file)."""
+    return brand_settings(load_config(path))
+
+
+# An analysis asked for by hand (CLI or API) starts from the brand's settings, and an option
+# given with the request replaces that one threshold only: the same command with no options shows
+# what the nightly run, the tags and the segments computed with. Errors name the option as the
+# caller wrote it (``--min-share`` on the command line, ``min_share`` in a query).
+
+OptionName = Callable[[str], str]
+
+
+def api_parameter(option: str) -> str:
+    """``min-share`` as a query parameter: ``min_share``."""
+    return option.replace("-", "_")
+
+
+def cli_option(option: str) -> str:
+    """``min-share`` as a command-line option: ``--min-share``."""
+    return f"--{option}"
+
+
+def rfm_with(
+    brand: RfmSettings,
+    *,
+    score_quantiles: str | None = None,
+    recency_cuts: str | None = None,
+    frequency_cuts: str | None = None,
+    monetary_cuts: str | None = None,
+    cuts: str | None = None,
+    name: OptionName = api_parameter,
+) -> RfmSettings:
+    """The brand's RFM settings with the given options ."""
+    return replace(
+        brand,
+        score_quantiles=brand.score_quantiles
+        if score_quantiles is None
+        else quantiles(score_quantiles, name("score-quantiles")),
+        recency_score_cuts=whole_numbers(recency_cuts, name("recency-cuts")) or brand.recency_score_cuts,
+        frequency_score_cuts=whole_numbers(frequency_cuts, name("frequency-cuts"))
+        or brand.frequency_score_cuts,
+        monetary_score_cuts=yuan_amounts(monetary_cuts, name("monetary-cuts")) or brand.monetary_score_cuts,
+        class_cuts=class_cuts(cuts, name("class-cuts")) or brand.class_cuts,
+    )
+
+
+def lifecycle_with(
+    brand: LifecycleSettings,
+    *,
+    cycle_days: int | None = None,
+    stage_cycles: str | None = None,
+    name: OptionName = api_parameter,
+) -> LifecycleSettings:
+    """The brand's cycle and stage bounds with the given options."""
+    bounds = (brand.new_cycles, brand.active_cycles, brand.silent_cycles, brand.sleeping_cycles)
+    return lifecycle_settings(
+        brand.cycle_days if cycle_days is None else cycle_days,
+        ",".join(map(str, bounds)) if stage_cycles is None else stage_cycles,
+        name("stage-cycles"),
+    )
+
+
+def magic_with(
+    brand: MagicSettings,
+    *,
+    window_days: int | None = None,
+    threshold: str | None = None,
+    min_people: int | None = None,
+    max_purchases: int | None = None,
+    name: OptionName = api_parameter,
+) -> MagicSettings:
+    """The brand's magic-number settings with the given options."""
+    try:
+        return MagicSettings(
+            brand.window_days if window_days is None else window_days,
+            brand.threshold if threshold is None else share_option(threshold, name("threshold")),
+            brand.min_people if min_people is None else min_people,
+            brand.max_purchases if max_purchases is None else max_purchases,
+        )
+    except ValueError as error:
+        raise InvalidOption(str(error)) from None
+
+
+def preferences_with(
+    brand: PreferenceSettings, *, min_share: str | None = None, name: OptionName = api_parameter
+) -> PreferenceSettings:
+    """The brand's preference share with the given option."""
+    if min_share is None:
+        return brand
+    try:
+        return PreferenceSettings(share_option(min_share, name("min-share")))
+    except ValueError as error:
+        raise InvalidOption(str(error)) from None

@@ -28,7 +28,7 @@ from memberops.access.service import audit
 from memberops.identity import repository
 from memberops.identity.repository import chunks
 from memberops.insight import base, compiler
-from memberops.insight.config import brand_settings, load_config
+from memberops.insight.config import current
 from memberops.insight.language import Node, parse, tags_named
 from memberops.insight.source import Source, open_source
 from memberops.kit.clock import business_date, utc_now
@@ -105,7 +105,7 @@ def brand_scope(source: Source, as_of: date, time_zone: str) -> compiler.Scope:
     with the same thresholds (``insight.config``), so a segment never flips between two
     definitions of a class and announces moves nobody made.
     """
-    settings = brand_settings(load_config())
+    settings = current()
     return compiler.Scope(
         source,
         base.Clock.at(as_of, time_zone),
