@@ -126,7 +126,10 @@ def _show_insight(svc: Services, *, as_of: date) -> None:
     """Compute every analysis, the demo's tags and the ready-made segments; print the headlines."""
     from memberops.demo.insight_run import run_insight
 
-    console.print("computing every analysis, the demo's tags and the ready-made segments")
+    console.print(
+        "the nightly insight run (memberops analyze nightly): every analysis, the demo's tags "
+        "and the ready-made segments"
+    )
     summary = run_insight(svc, actor=CLI_ACTOR, as_of=as_of)
     rfm, stages = summary.analyses["rfm"], summary.analyses["lifecycle"]["stages"]
     layers, kpis = summary.analyses["layers"], summary.analyses["kpis"]["overall"]
@@ -146,7 +149,7 @@ def _show_insight(svc: Services, *, as_of: date) -> None:
         + ", ".join(f"{name} {people:,}" for name, people in summary.tags.items())
         + "\nsegments: "
         + ", ".join(f"{name} {people:,}" for name, people in summary.segments.items())
-        + "\n(memberops analyze rfm|lifecycle|layers|kpis|cross|cohorts|magic-number|preferences, "
+        + "\n(memberops analyze nightly|rfm|lifecycle|layers|kpis|cross|cohorts|magic-number|preferences, "
         "memberops segment list, memberops tag show PERSON)"
     )
 
