@@ -70,7 +70,10 @@ def load_config(path: Path | None = None) -> InsightConfig:
     A key in the file wins over the environment, so the file a brand keeps in version control
     says what the run used.
     """
-    from_environment = InsightConfig()
+    try:
+        from_environment = InsightConfig()
+    except ValidationError as error:
+        raise InvalidOption(_first_problem(error, "MEMBEROPS_INSIGHT_")) from None
     path = path or from_environment.file
     if path is None:
         return from_environment
@@ -93,7 +96,15 @@ def load_config(path: Path | None = None) -> InsightConfig:
     try:
         return InsightConfig.model_validate({**from_environment.model_dump(), **values})
     except ValidationError as error:
-        raise InvalidOption(f"{path}: {error.errors()[0]['loc'][0]}: {error.errors()[0]['msg']}") from None
+        raise InvalidOption(_first_problem(error, f"{path}: ")) from None
+
+
+def _first_problem(error: ValidationError, where: str) -> str:
+    """Name the first bad setting as written: ``MEMBEROPS_INSIGHT_CYCLE_DAYS`` or the file's key."""
+    problem = error.errors()[0]
+    key = str(problem["loc"][0]) if problem["loc"] else "?"
+    name = f"{where}{key.upper()}" if where.endswith("_") else f"{where}{key}"
+    return f"{name}: {problem['msg']} (got {problem.get('input')!r})"
 
 
 def whole_numbers(text: str | None, name: str) -> tuple[int, ...] | None:

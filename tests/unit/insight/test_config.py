@@ -73,6 +73,28 @@ def test_a_bad_threshold_is_refused_with_its_name(
     assert refused.value.message == message
 
 
+def test_a_value_of_the_wrong_type_is_refused_with_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEMBEROPS_INSIGHT_CYCLE_DAYS", "abc")
+    with pytest.raises(InvalidOption) as refused:
+        load_config()
+    assert refused.value.message == (
+        "MEMBEROPS_INSIGHT_CYCLE_DAYS: Input should be a valid integer, unable to parse string as an "
+        "integer (got 'abc')"
+    )
+
+    monkeypatch.delenv("MEMBEROPS_INSIGHT_CYCLE_DAYS")
+    path = tmp_path / "insight.toml"
+    path.write_text('[insight]\nmagic_min_people = "many"\n')
+    with pytest.raises(InvalidOption) as refused:
+        load_config(path)
+    assert refused.value.message == (
+        f"{path}: magic_min_people: Input should be a valid integer, unable to parse string as an "
+        "integer (got 'many')"
+    )
+
+
 def test_an_unknown_key_in_the_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "insight.toml"
     path.write_text("[insight]\ncycle = 20\n")
