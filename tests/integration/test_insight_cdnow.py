@@ -25,7 +25,7 @@ from lifetimes.utils import summary_data_from_transaction_data
 
 from memberops.insight.base import purchase_days
 from memberops.insight.periods import day_number
-from memberops.insight.summary import purchase_summary
+from memberops.insight.summary import monetary_value, purchase_summary
 
 OBSERVATION_END = date(1998, 6, 30)
 
@@ -96,7 +96,7 @@ def test_summary_equals_lifetimes_on_cdnow(
     mismatches = []
     for row in ours:
         expected = theirs[row["person_id"]]
-        monetary = Fraction(row["repeat_fen"], 100 * row["frequency"]) if row["frequency"] else Fraction(0)
+        monetary = monetary_value(row["repeat_fen"], row["frequency"])
         same = (
             row["frequency"] == expected["frequency"]
             and row["recency"] == expected["recency"]
@@ -109,4 +109,5 @@ def test_summary_equals_lifetimes_on_cdnow(
     # Spot checks against the published CDNOW summary (customer 3: 5 repeats, 511 days, T 544).
     by_person = {row["person_id"]: row for row in ours}
     assert (by_person[3]["frequency"], by_person[3]["recency"], by_person[3]["T"]) == (5, 511, 544)
-    assert Fraction(by_person[3]["repeat_fen"], 500) == Fraction("27.14")
+    assert monetary_value(by_person[3]["repeat_fen"], 5) == Fraction("27.14")
+    assert monetary_value(0, 0) == 0

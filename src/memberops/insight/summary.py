@@ -10,8 +10,21 @@ query, so it runs set-based on the engine, never person by person in Python.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import ibis
 import ibis.expr.types as ir
+
+
+def monetary_value(repeat_fen: int, frequency: int) -> Fraction:
+    """The mean of the repeat days' totals in yuan, exactly (0 without a repeat, as lifetimes has it).
+
+    Kept out of the query: the engines divide integers differently (SQLite truncates, DuckDB
+    returns a float), and a CLV fit that wants a float can take one from the exact value.
+    """
+    if frequency == 0:
+        return Fraction(0)
+    return Fraction(repeat_fen, 100 * frequency)
 
 
 def purchase_summary(days: ir.Table, as_of_day: int) -> ir.Table:
