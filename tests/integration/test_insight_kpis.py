@@ -16,13 +16,15 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from memberops.insight import base, cohorts, cross, kpis, magic, preferences
 from memberops.insight.kpi_rules import Dimension, InvalidOption, MagicSettings, Measure, PreferenceSettings
 from memberops.insight.periods import parse_period
 from memberops.insight.source import Source
+from memberops.models import Order
 from tests.integration.kpi_support import TIERS, analysed, build_chain
+from tests.integration.test_insight_analyses import Shop
 
 ZONE = "Asia/Shanghai"
 AS_OF = date(2026, 10, 31)
@@ -239,12 +241,68 @@ def test_magic_number(source: Source) -> None:
     assert data["magic_number"] == 2
     capped = magic.report(source, CLOCK, YEAR, MagicSettings(window_days=30, min_people=3, max_purchases=3))
     assert [count.as_dict()["label"] for count in capped.counts] == ["1", "2", "3+"]
+    # "3+" counts people, each once, at their 3rd purchase (row 3 above): P1 (3rd Oct 20, too
+    # recent to judge) and P11 (3rd Jul 5, judged; Jul 25 is 20 days on: stayed). Their 4th
+    # purchases (P1 Oct 25, P11 Jul 25) make no row and count nobody twice: 2 ≤ 6 reached in row 2.
     assert [(count.reached, count.judged, count.stayed) for count in capped.counts] == [
         (8, 5, 2),
         (6, 2, 1),
-        (4, 2, 1),
+        (2, 1, 1),
     ]
     assert capped.magic_number is None  # only n=1 has three judged people, and 0.4 < 0.5
+
+
+#: A month whose 30-day windows all close after its end (the last on Oct 30).
+SEPTEMBER = parse_period("2026-09", as_of=AS_OF)
+
+
+def _magic_rows(source: Source, as_of: date, period: Any = SEPTEMBER) -> list[tuple[str, int, int, int]]:
+    clock = base.Clock.at(as_of, ZONE)
+    found = magic.report(source, clock, period, MagicSettings(window_days=30, min_people=1))
+    assert found.as_of == as_of
+    return [(c.as_dict()["label"], c.reached, c.judged, c.stayed) for c in found.counts]
+
+
+def test_magic_number_judges_by_the_as_of_date(source: Source) -> None:
+    # September's purchase days: P10 Sep 2 (2nd: 2025-10-20 was the 1st), P2 Sep 5, P1 Sep 10 and
+    # P8 Sep 15 (each a 1st). Judged: the day + 30 ≤ the as-of date.
+    # As of Sep 30 (what --period 2026-09 alone gives): judged only by Aug 31, so nobody.
+    assert _magic_rows(source, date(2026, 9, 30)) == [("1", 3, 0, 0), ("2", 1, 0, 0)]
+    # As of Oct 5: judged by Sep 5: P2 (no more purchases) and P10 (no more). P1's window runs to
+    # Oct 10, so P1 is not judged although his Oct 2 purchase is already known.
+    assert _magic_rows(source, date(2026, 10, 5)) == [("1", 3, 1, 0), ("2", 1, 1, 0)]
+    # As of Oct 31: everyone judged; P1 stayed (Oct 2 is 22 days after Sep 10), P2 and P8 bought
+    # nothing more, P10 neither. Purchases known on Oct 31 count (P1's Oct 2 is after the period).
+    assert _magic_rows(source, AS_OF) == [("1", 3, 3, 1), ("2", 1, 1, 0)]
+    data = magic.report(source, CLOCK, SEPTEMBER, MagicSettings(window_days=30, min_people=1)).as_dict()
+    assert (data["as_of"], data["start"], data["end"]) == ("2026-10-31", "2026-09-01", "2026-09-30")
+    assert [row["stay_rate"] for row in data["counts"]] == ["0.3333", "0.0000"]
+    assert data["magic_number"] is None  # 1/3 and 0 are below 1/2
+
+
+@pytest.fixture(params=["store", "duckdb"])
+def later_source(request: pytest.FixtureRequest, engine: Engine) -> Iterator[Source]:
+    """The chain with rows after Oct 5: P2's Sep 5 order refunded in full on Oct 20, P8 buys Oct 10."""
+    build_chain(engine)
+    with engine.connect() as connection:
+        (p2_order,) = connection.execute(select(Order.id).where(Order.person_id == 2)).scalars()
+    later = Shop(engine)
+    later.order_id = 1000
+    later.refund(p2_order, "2026-10-20 12:00", 50)
+    later.order(8, "2026-10-10 12:00", 25)
+    later.write()
+    with analysed(engine, request.param) as opened:
+        yield opened
+
+
+def test_magic_number_reads_nothing_after_the_as_of_date(later_source: Source) -> None:
+    # As of Oct 5 the later rows are unknown: the same as on the chain alone (above). Were the
+    # refund read, P2 would leave row 1; were P8's order read and the windows judged by a later
+    # date, P8 (Oct 10 is 25 days after Sep 15) would be judged and stayed.
+    assert _magic_rows(later_source, date(2026, 10, 5)) == [("1", 3, 1, 0), ("2", 1, 1, 0)]
+    # As of Oct 31 both are known: row 1 is P1 and P8, both judged, both stayed (Oct 2, Oct 10);
+    # row 2 is still P10 alone. P8's 2nd purchase is on Oct 10, outside September.
+    assert _magic_rows(later_source, AS_OF) == [("1", 2, 2, 2), ("2", 1, 1, 0)]
 
 
 def test_preferences_per_person(source: Source) -> None:

@@ -117,6 +117,24 @@ def test_analyze_magic_number(run: Any) -> None:
     )
 
 
+def test_analyze_magic_number_judges_a_past_month_by_the_as_of_date(run: Any) -> None:
+    # Worked in test_insight_kpis (test_magic_number_judges_by_the_as_of_date): September's
+    # 1st purchases P2 Sep 5, P1 Sep 10, P8 Sep 15 and 2nd purchase P10 Sep 2, 30-day windows.
+    command = "analyze magic-number --period 2026-09 --window-days 30 --min-people 1 --format json"
+    alone = json.loads(run(command).stdout)  # as of Sep 30: no window has closed
+    assert alone["as_of"] == "2026-09-30"
+    assert [(row["reached"], row["judged"], row["stayed"]) for row in alone["counts"]] == [
+        (3, 0, 0),
+        (1, 0, 0),
+    ]
+    later = json.loads(run(f"{command} --as-of 2026-10-31").stdout)  # every window closed by Oct 30
+    assert (later["as_of"], later["start"], later["end"]) == ("2026-10-31", "2026-09-01", "2026-09-30")
+    assert [(row["label"], row["reached"], row["judged"], row["stayed"]) for row in later["counts"]] == [
+        ("1", 3, 3, 1),  # P1 bought again Oct 2 (22 days on); P2 and P8 did not
+        ("2", 1, 1, 0),  # P10 bought nothing more
+    ]
+
+
 def test_analyze_preferences(run: Any) -> None:
     rows = _csv(run("analyze preferences --as-of 2026-10-31 --format csv").stdout)
     assert rows[4] == {
@@ -161,6 +179,14 @@ def test_kpi_analyses_over_http(api: Api) -> None:
         "/insight/magic-number", role=Role.ANALYST, as_of="2026-10-31", window_days=30, min_people=1
     )
     preferences = api.get("/insight/preferences", role=Role.ANALYST, as_of="2026-10-31")
+    september = api.get(
+        "/insight/magic-number",
+        role=Role.ANALYST,
+        as_of="2026-10-31",
+        period="2026-09",
+        window_days=30,
+        min_people=1,
+    )
 
     assert kpis.status_code == 200, kpis.json()
     assert kpis.json()["overall"]["tier_up_rate"] == "0.2000"
@@ -177,6 +203,12 @@ def test_kpi_analyses_over_http(api: Api) -> None:
     assert cohorts.json()["cohorts"][2]["months"][1]["share"] == "0.3333"
     assert magic.status_code == 200, magic.json()
     assert magic.json()["magic_number"] == 2
+    assert september.status_code == 200, september.json()
+    # September judged as of Oct 31 (worked in test_analyze_magic_number_judges_a_past_month_by_the_as_of_date).
+    assert [(row["reached"], row["judged"], row["stayed"]) for row in september.json()["counts"]] == [
+        (3, 3, 1),
+        (1, 1, 0),
+    ]
     assert preferences.status_code == 200, preferences.json()
     assert preferences.json()["top_share_buckets"] == {"0–25%": 0, "25–50%": 1, "50–75%": 3, "75–100%": 5}
 

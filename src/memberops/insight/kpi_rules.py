@@ -166,9 +166,12 @@ class MagicSettings:
     A person **stays** after their n-th purchase day when they purchase again on a later day no
     more than ``window_days`` after it (default 60 = two repurchase cycles: the lifecycle's
     silent bound, so they never become sleeping). Only people whose n-th purchase day is at least
-    ``window_days`` before the as-of date are judged (the window has fully passed). The **magic
-    number** is the smallest n whose stay rate reaches ``threshold`` among at least
-    ``min_people`` judged people; ``max_purchases`` caps the table (the last row is n or more).
+    ``window_days`` before the as-of date are judged (the window has fully passed by the as-of
+    date, not the period's end: a month's purchases are judged once their windows have run out).
+    The **magic number** is the smallest n whose stay rate reaches ``threshold`` among at least
+    ``min_people`` judged people. ``max_purchases`` (N) caps the table: the last row, N+, counts
+    each person once, at their N-th purchase (in the period, judged and stayed by the window after
+    it); purchases after the N-th make no row.
     """
 
     window_days: int = 60

@@ -1,13 +1,19 @@
 """The "magic number": retention by the number of purchases made, and the count after which people stay.
 
 Purchases are purchase days (``base.orders``; several orders on one business day are one
-purchase), numbered per person over everything known at the end of the period. For each n, the
-people whose n-th purchase day lies in the period are counted (``reached``); those whose stay
-window (``MagicSettings.window_days``) has fully passed by the period's end are ``judged``, and
-of them those who purchased again within the window ``stayed``. The stay rate is stayed ÷
-judged, and the magic number is the smallest n whose stay rate reaches the threshold with
-enough judged people (``kpi_rules.magic_number``). Counts at or above ``max_purchases`` share
-the last row.
+purchase), numbered per person over everything known on the as-of date (nothing after it is
+read). For each n, the people whose n-th purchase day lies in the period are counted
+(``reached``); those whose stay window (``MagicSettings.window_days``) has fully passed by the
+**as-of date** are ``judged`` (the n-th day + the window ≤ the as-of date, which may lie well
+after the period's end), and of them those who purchased again on a later day within the window
+``stayed``. The stay rate is stayed ÷ judged, and the magic number is the smallest n whose stay
+rate reaches the threshold with enough judged people (``kpi_rules.magic_number``).
+
+The last row, N+ (N = ``max_purchases``), counts people, each once: those whose N-th purchase day
+lies in the period, judged and stayed by the window after that N-th day. It is row N with its
+own label (everyone in it has made N purchases or more); purchases after the N-th make no row and
+count nobody twice. As in every row n, its people all made an (n-1)-th purchase too; row n-1
+misses only those whose (n-1)-th purchase came before the period's start.
 
 One ranked query (``row_number`` and ``lead`` per person) and one grouped query on the engine.
 """
@@ -30,7 +36,7 @@ from memberops.insight.source import Source
 
 @dataclass(frozen=True)
 class PurchaseCount:
-    """People at their n-th purchase in the period, judged and stayed."""
+    """People at their n-th purchase in the period, judged and stayed (``last``: the N+ row)."""
 
     purchases: int
     reached: int
@@ -76,21 +82,23 @@ class MagicReport:
 
 def report(source: Source, clock: base.Clock, period: Period, settings: MagicSettings) -> MagicReport:
     """Compute the stay rate per purchase count and the magic number for ``period``."""
-    end_clock = clock.on(period.end)
-    days = base.purchase_days_at(source, end_clock).select("person_id", "day")
+    days = base.purchase_days_at(source, clock).select("person_id", "day")
     order = ibis.window(group_by=days.person_id, order_by=days.day)
     numbered = days.mutate(
         purchases=(ibis.row_number().over(order) + 1).cast("int64"),
         next_day=days.day.lead().over(order),
     )
+    # Each person at most once per row: purchases past the last row's count are left out.
     numbered = numbered.filter(
-        numbered.day >= day_number(period.start), numbered.day <= day_number(period.end)
+        numbered.day >= day_number(period.start),
+        numbered.day <= day_number(period.end),
+        numbered.purchases <= settings.max_purchases,
     )
     window = settings.window_days
-    judged = numbered.day + window <= end_clock.day
+    judged = numbered.day + window <= clock.day
     stayed = judged & numbered.next_day.notnull() & (numbered.next_day - numbered.day <= window)
     flagged = numbered.select(
-        purchases=ibis.least(numbered.purchases, settings.max_purchases).cast("int64"),
+        purchases=numbered.purchases,
         judged=ibis.ifelse(judged, 1, 0),
         stayed=ibis.ifelse(stayed, 1, 0),
     )
