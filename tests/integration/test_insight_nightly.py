@@ -45,7 +45,7 @@ SEGMENTS = (
     ("durian_members", 'tag("durian_member")'),
 )
 EXPECTED_SEGMENTS = {
-    "sleeping_gold": [12],
+    "sleeping_gold": [],  # P12 is gold but churned, not sleeping
     "one_time_buyers": [4, 8, 12],
     "expired_paid_plan": [8],
     "koc_candidates": [1, 2, 11],

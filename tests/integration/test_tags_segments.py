@@ -8,6 +8,12 @@ RFM over the 12 months to 2026-10-31 (R days, F purchase days, M yuan), worked b
 P1 (6, 4, 235), P2 (11, 3, 270), P3 (24, 1, 60), P4 (0, 1, 10), P6 (28, 3, 130), P8 (91, 1, 80),
 P9 (17, 1, 25), P11 (16, 4, 300), P12 (334, 1, 88); the medians (5th of 9) are R 17, F 1, M 88, so
 重要价值 = {1, 2, 11}, 重要保持 = {6}, 一般发展 = {4}, 一般挽留 = {3, 8, 9, 12}.
+
+Preferences over the same 12 months (net spend per category, yuan): every ``build_shop`` order is
+``fruit``; the extras add 榴莲. P2 fruit 170 (¥200 − ¥50 + ¥20), 榴莲 100: fruit holds 170/270 ≥ ½;
+P11 fruit 100 (the Nov 2 refund is after the as-of date), 榴莲 200: 榴莲 holds 200/300. Everyone
+else who bought prefers fruit (P1 incl. P7's order, P3, P4, P6, P8 — the refunded-in-full order is
+none — P9, P12); P5 and P10 bought nothing, so they have no preference.
 """
 
 from __future__ import annotations
@@ -185,6 +191,15 @@ def selected(services: Services, expression: str, as_of: date = AS_OF) -> list[i
         ('plan = "expiring"', [5]),
         ('plan = "active"', [4]),
         ("days_since_purchase > 30", [8, 12]),
+        ('preferred = "榴莲"', [11]),
+        ('preferred in ("榴莲", "山竹")', [11]),
+        ('preferred = "fruit"', [1, 2, 3, 4, 6, 8, 9, 12]),
+        ('preferred != "fruit"', [11]),
+        ('not preferred = "fruit"', [5, 10, 11]),
+        ('preferred = "mixed"', []),
+        ('preferred = "榴莲" and tier = "gold"', [11]),
+        ('preferred = "fruit" and stage = "sleeping"', [8]),
+        ('preferred = "榴莲" and stage = "sleeping"', []),
     ],
 )
 def test_expressions_select_the_hand_worked_people(
@@ -197,6 +212,36 @@ def test_a_window_is_the_days_ending_on_the_as_of_date(shop: Services) -> None:
     # Sep 16 – Oct 15: P2 ¥150 + ¥20, P11 ¥45 + ¥55 + ¥100; P1 only ¥100, P6 ¥30 + ¥70.
     assert selected(shop, "spent(days=30) >= 150", EARLIER) == [2, 11]
     assert selected(shop, 'bought(category="榴莲", days=90) >= 1', EARLIER) == [11]
+
+
+def test_preferred_reads_the_preferences_of_the_trailing_year(
+    shop: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    more = Shop(shop.engine)
+    more.order_id = 200
+    bought = (
+        (6, "2026-10-01 12:00", 100, "山竹"),  # P6: fruit 130, 山竹 100, 榴莲 60 — fruit 130/290 < ½
+        (6, "2026-10-02 12:00", 60, "榴莲"),
+        (9, "2026-10-14 13:00", 25, "山竹"),  # P9: fruit 25, 山竹 25 — the tie goes to "fruit" (sorts first)
+        (12, "2025-10-31 12:00", 500, "榴莲"),  # the day before the 12 months start
+        (12, "2026-11-01 10:00", 100, "山竹"),  # after the as-of date
+        (10, "2026-10-05 12:00", 50, "榴莲"),  # refunded in full: P10 still bought nothing
+    )
+    for person_id, paid, yuan, category in bought:
+        more.order(person_id, paid, yuan)
+        more.rows[OrderLine][-1].update(category=category)
+    more.refund(206, "2026-10-06 12:00", 50)
+    more.write()
+
+    assert selected(shop, 'preferred = "mixed"') == [6]
+    assert selected(shop, 'preferred = "fruit"') == [1, 2, 3, 4, 8, 9, 12]
+    assert selected(shop, 'preferred in ("榴莲", "山竹")') == [11]
+    assert selected(shop, 'preferred != "fruit"') == [6, 11]
+    assert selected(shop, 'not preferred = "fruit"') == [5, 6, 10, 11]
+    # The brand's share: at ¾, P2 (170/270), P9 (½) and P11 (200/300) turn mixed as well.
+    monkeypatch.setenv("MEMBEROPS_INSIGHT_PREFERENCE_MIN_SHARE", "3/4")
+    assert selected(shop, 'preferred = "mixed"') == [2, 6, 9, 11]
+    assert selected(shop, 'preferred = "fruit"') == [1, 3, 4, 8, 12]
 
 
 def history_rows(services: Services, name: str) -> list[tuple[int, str, str, str]]:
@@ -396,17 +441,34 @@ def test_export_masks_identifiers_unless_revealed_and_audits(shop: Services) -> 
 
 
 def test_ready_made_segments(shop: Services) -> None:
+    with shop.engine.begin() as connection:  # P8 (sleeping: last purchase 91 days ago) turns Gold
+        connection.execute(
+            insert(MemberTier),
+            [
+                {
+                    "person_id": 8,
+                    "tier": "gold",
+                    "floor": None,
+                    "since": at("2026-01-01 00:00"),
+                    "growth_total": 0,
+                    "gifted_tiers": [],
+                    "next_evaluation_on": None,
+                    "updated_at": at("2026-01-01 00:00"),
+                }
+            ],
+        )
     with unit_of_work(shop.sessions) as session:
         defined = [s.name for s in segments.define_ready_made(session, actor="demo")]
         again = segments.define_ready_made(session, actor="demo")
     results = segments.refresh(shop.engine, shop.sessions, defined, time_zone=ZONE, actor="demo", as_of=AS_OF)
 
     assert again == []
-    # Sleeping Gold: P12 (gold) is churned, P1/P11 are active. One-time buyers: members with one
+    # Sleeping Gold: of the Gold members P1 and P11 are active, P12 is churned (334 days is more
+    # than 6 cycles of 30), P8 sleeps (91 days: 2 to 6 cycles). One-time buyers: members with one
     # purchase day in a year (P4, P8, P12). Expired plans: P8. KOC candidates: P1 (reviewed 5★),
     # P2 and P11 (shared), all with 2+ purchase days in 90 days.
     assert {r.name: sorted(r.gained) for r in results} == {
-        "sleeping_gold": [12],
+        "sleeping_gold": [8],
         "one_time_buyers": [4, 8, 12],
         "expired_paid_plan": [8],
         "koc_candidates": [1, 2, 11],

@@ -27,7 +27,8 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from memberops.insight import base, layers, lifecycle, rfm
+from memberops.insight import base, layers, lifecycle, preferences, rfm
+from memberops.insight.kpi_rules import PreferenceSettings
 from memberops.insight.language import (
     ATTRIBUTES,
     FUNCTIONS,
@@ -60,7 +61,9 @@ class Scope:
     rfm_settings: RfmSettings = field(default_factory=RfmSettings)
     lifecycle_settings: LifecycleSettings = field(default_factory=LifecycleSettings)
     layer_settings: LayerSettings = field(default_factory=LayerSettings)
+    preference_settings: PreferenceSettings = field(default_factory=PreferenceSettings)
     rfm_period: str = "12m"
+    preference_period: str = "12m"
     _cache: dict[str, ir.Table] = field(default_factory=dict)
 
     def cached(self, key: str, build: Callable[[], ir.Table]) -> ir.Table:
@@ -298,6 +301,22 @@ def _layer(scope: Scope) -> ir.Table:
     return scope.cached("layer", build)
 
 
+def _preferred(scope: Scope) -> ir.Table:
+    """The preferences analysis' ``preferred`` (a category or ``mixed``) of each buyer in the period.
+
+    The period is the trailing 12 months, as ``memberops analyze preferences`` with no period;
+    people who bought nothing in it are absent (no preference, so every comparison is false).
+    """
+
+    def build() -> ir.Table:
+        source, clock, settings = scope.source, scope.clock, scope.preference_settings
+        period = parse_period(scope.preference_period, as_of=clock.as_of)
+        chosen = preferences.kept_people(source, clock, period, settings)
+        return chosen.select(person_id=chosen.person_id, value=chosen.preferred)
+
+    return scope.cached("preferred", build)
+
+
 _ATTRIBUTES: dict[str, Callable[[Scope], ir.Table]] = {
     "status": _status,
     "join_date": _join_date,
@@ -312,6 +331,7 @@ _ATTRIBUTES: dict[str, Callable[[Scope], ir.Table]] = {
     "rfm": _rfm,
     "stage": _stage,
     "layer": _layer,
+    "preferred": _preferred,
 }
 _FLAG_ATTRIBUTES: dict[str, Callable[[Scope], ir.Table]] = {"member": _members}
 

@@ -369,6 +369,9 @@ ATTRIBUTES: dict[str, AttributeSpec] = {
     "rfm": AttributeSpec(ValueType.TEXT, "RFM class over the trailing 12 months (code or 中文)", RFM_CHOICES),
     "stage": AttributeSpec(ValueType.TEXT, "lifecycle stage on the as-of date", STAGE_CHOICES),
     "layer": AttributeSpec(ValueType.TEXT, "relationship layer of the as-of date's month", LAYER_CHOICES),
+    "preferred": AttributeSpec(
+        ValueType.TEXT, "preferred product category over the trailing 12 months, or mixed (a category name)"
+    ),
 }
 
 

@@ -328,6 +328,7 @@ def run_nightly(
             rfm_settings=settings.rfm,
             lifecycle_settings=settings.lifecycle,
             layer_settings=settings.layers,
+            preference_settings=settings.preferences,
         )
         for tag_id, name, expression in work.tags:
             started = time.perf_counter()

@@ -101,6 +101,24 @@ def people(
     )
 
 
+def kept_people(source: Source, clock: base.Clock, period: Period, settings: PreferenceSettings) -> ir.Table:
+    """``people`` kept as a table, once per run on a sharing source.
+
+    The report and the ``preferred`` leaf of tag and segment expressions read the same table, so
+    a nightly run groups the year's order lines by person and category once, not once for each.
+    """
+    key = ("preferences", clock.time_zone, clock.end_epoch, period.start, period.end, settings)
+    return source.keep(
+        source.once(key, lambda: people(source, clock, period, settings, _kept_spend(source, clock, period)))
+    )
+
+
+def _kept_spend(source: Source, clock: base.Clock, period: Period) -> ir.Table:
+    """``category_spend`` kept as a table, once per run on a sharing source."""
+    key = ("category_spend", clock.time_zone, clock.end_epoch, period.start, period.end)
+    return source.keep(source.once(key, lambda: category_spend(source, clock, period)))
+
+
 @dataclass(frozen=True)
 class CategoryFigures:
     """One category: its spend, the people whose top category it is, the people who prefer it."""
@@ -150,8 +168,8 @@ def report(
     source: Source, clock: base.Clock, period: Period, settings: PreferenceSettings
 ) -> PreferenceReport:
     """Summarise the preferences: per category spend, top and preferring people; share buckets."""
-    spend = source.keep(category_spend(source, clock, period))
-    per_person = source.keep(people(source, clock, period, settings, spend))
+    spend = _kept_spend(source, clock, period)
+    per_person = kept_people(source, clock, period, settings)
     by_category = {
         str(row["category"]): int(row["spend_fen"])
         for row in spend.group_by("category").agg(spend_fen=spend.spend_fen.sum()).to_pyarrow().to_pylist()

@@ -284,8 +284,8 @@ def export_csv(
 READY_MADE: tuple[tuple[str, str, str], ...] = (
     (
         "sleeping_gold",
-        'tier = "gold" and stage in ("sleeping", "churned")',
-        "沉睡金卡: Gold members with no purchase for 2+ repurchase cycles (recall them)",
+        'tier = "gold" and stage = "sleeping"',
+        "沉睡金卡: Gold members whose last purchase was 2–6 repurchase cycles ago (recall them)",
     ),
     (
         "one_time_buyers",

@@ -112,6 +112,7 @@ def brand_scope(source: Source, as_of: date, time_zone: str) -> compiler.Scope:
         rfm_settings=settings.rfm,
         lifecycle_settings=settings.lifecycle,
         layer_settings=settings.layers,
+        preference_settings=settings.preferences,
     )
 
 

@@ -58,6 +58,9 @@ def test_and_binds_tighter_than_or_and_parentheses_group() -> None:
         ("shared(days=30)", ("shared", "truth", ())),
         ("tier = 'gold'", ("tier", "=", ("gold",))),
         ('tag("say \\"hi\\"")', ("tag", "truth", ())),
+        ('preferred = "榴莲"', ("preferred", "=", ("榴莲",))),
+        ('preferred in ("榴莲", "山竹")', ("preferred", "in", ("榴莲", "山竹"))),
+        ("preferred != 'mixed'", ("preferred", "!=", ("mixed",))),
     ],
 )
 def test_good_comparisons(text: str, expected: tuple[str, str, tuple[object, ...]]) -> None:
@@ -101,6 +104,16 @@ def test_an_escaped_quote_stays_in_the_string() -> None:
             "general_value, general_win_back, important_develop, important_keep, important_value, important_win_back",
         ),
         ("tier = 3", "at column 1: tier takes a string in quotes, not 3"),
+        ("preferred = 3", "at column 1: preferred takes a string in quotes, not 3"),
+        ('preferred in ("榴莲", 2)', "at column 1: preferred takes a string in quotes, not 2"),
+        ("preferred = true", "at column 1: preferred takes a string in quotes, not true"),
+        ('preferred >= "榴莲"', "at column 1: preferred can only be compared with =, !=, in or not in"),
+        ("preferred", 'at column 1: preferred needs a comparison, e.g. preferred = "…"'),
+        (
+            'preferred(days=90) = "榴莲"',
+            'at column 1: unknown function "preferred"; known: bought, followed, '
+            "joined_group, purchase_days, reviewed, shared, spent, tag, visited",
+        ),
         ("points >= 1.5", "at column 1: points takes a whole number, not 1.5"),
         ("spent(days=30) >= 1.234", "at column 1: spent(…) takes yuan with at most two decimals, not 1.234"),
         ("bought(days=0) > 1", "at column 1: bought(days=…) must be at least 1"),
@@ -122,7 +135,7 @@ def test_an_escaped_quote_stays_in_the_string() -> None:
             "spent > 1",
             'at column 1: unknown attribute "spent" (a function needs parentheses); known: '
             "birthday_month, city, days_since_join, days_since_purchase, join_channel, join_date, layer, member, "
-            "plan, points, rfm, stage, status, tier",
+            "plan, points, preferred, rfm, stage, status, tier",
         ),
         ("not not (member", 'at column 16: expected ")", found the end of the expression'),
     ],
