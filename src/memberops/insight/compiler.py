@@ -28,6 +28,7 @@ import ibis
 import ibis.expr.types as ir
 
 from memberops.insight import base, layers, lifecycle, preferences, rfm
+from memberops.insight.config import BrandSettings
 from memberops.insight.kpi_rules import PreferenceSettings
 from memberops.insight.language import (
     ATTRIBUTES,
@@ -71,6 +72,27 @@ class Scope:
         if key not in self._cache:
             self._cache[key] = self.source.keep(build())
         return self._cache[key]
+
+
+def brand_scope(source: Source, clock: base.Clock, settings: BrandSettings) -> Scope:
+    """A scope judging ``rfm``, ``stage``, ``layer`` and ``preferred`` by the brand's thresholds."""
+    return Scope(
+        source,
+        clock,
+        rfm_settings=settings.rfm,
+        lifecycle_settings=settings.lifecycle,
+        layer_settings=settings.layers,
+        preference_settings=settings.preferences,
+    )
+
+
+def attribute_values(scope: Scope, name: str) -> ir.Table:
+    """Return ``person_id, value`` of an attribute (``city``, ``stage``, ``rfm``…) on the as-of date.
+
+    The relation a comparison on the attribute filters: cross tables break figures down by it, so
+    a cross table's ``stage`` groups are the people ``stage = "…"`` selects.
+    """
+    return _ATTRIBUTES[name](scope)
 
 
 def everyone(source: Source) -> ir.Table:

@@ -7,6 +7,12 @@ placed and the buyer's tier at the period's end (``non_member`` for everyone els
 included in orders and sales, not in buyers). Cells, row totals, column totals and the grand
 total are four grouped queries, so a buyer who bought in two store types counts once in a
 column total and once in each cell.
+
+The person dimensions (``city``, ``stage``, ``rfm``, ``layer``, ``preferred``, ``plan``) group
+members, or the buyers of the period's orders, by that attribute on the as-of date exactly as a
+tag or segment expression reads it (``compiler.attribute_values``, the brand's thresholds), so
+the ``sleeping`` row of a stage × tier table counts the people ``stage = "sleeping"`` selects.
+People without the attribute, and guest orders, are in the ``none`` group.
 """
 
 from __future__ import annotations
@@ -17,8 +23,17 @@ from typing import Any
 
 import ibis.expr.types as ir
 
-from memberops.insight import base, dimensions
-from memberops.insight.kpi_rules import Dimension, InvalidOption, Measure, average_fen, yuan_text
+from memberops.insight import base, compiler, dimensions
+from memberops.insight.config import BrandSettings
+from memberops.insight.kpi_rules import (
+    NO_VALUE,
+    PERSON_DIMENSIONS,
+    Dimension,
+    InvalidOption,
+    Measure,
+    average_fen,
+    yuan_text,
+)
 from memberops.insight.kpis import group_order
 from memberops.insight.periods import Period, day_number, period_heading
 from memberops.insight.source import Source
@@ -112,6 +127,17 @@ def _cells(table: ir.Table, keys: list[str], people: bool) -> dict[tuple[str, ..
     return found
 
 
+def _with_attribute(table: ir.Table, scope: compiler.Scope, dimension: Dimension) -> ir.Table:
+    """Add column ``dimension``: each row's person's attribute on the as-of date (``none`` without)."""
+    values = compiler.attribute_values(scope, dimension.value)
+    values = values.select(attribute_pid=values.person_id, attribute=values.value.cast("string"))
+    joined = table.left_join(values, table.person_id == values.attribute_pid)
+    return joined.select(
+        *(joined[column] for column in table.columns),
+        **{dimension.value: joined.attribute.fill_null(NO_VALUE)},
+    )
+
+
 def report(
     source: Source,
     clock: base.Clock,
@@ -120,8 +146,12 @@ def report(
     rows: Dimension = DEFAULT_ROWS,
     columns: Dimension = DEFAULT_COLUMNS,
     measure: Measure = DEFAULT_MEASURE,
+    settings: BrandSettings | None = None,
 ) -> CrossReport:
-    """Cross ``rows`` with ``columns`` for ``period``, counting ``measure`` in every cell."""
+    """Cross ``rows`` with ``columns`` for ``period``, counting ``measure`` in every cell.
+
+    ``settings`` are the brand's thresholds the person dimensions are judged by (default DOMAIN's).
+    """
     if rows is columns:
         raise InvalidOption(f"rows and columns are both {rows.value}: pick two different dimensions")
     end_clock = clock.on(period.end)
@@ -134,6 +164,12 @@ def report(
         table = source.keep(dimensions.buyer_tiers(sold, source.keep(members)))
         if measure is Measure.BUYERS:
             table = table.filter(table.person_id.notnull())
+    wanted = [item for item in (rows, columns) if item in PERSON_DIMENSIONS]
+    if wanted:
+        scope = compiler.brand_scope(source, clock, settings or BrandSettings())
+        for item in wanted:
+            table = _with_attribute(table, scope, item)
+        table = source.keep(table)
     people = measure is Measure.MEMBERS
     row_key, column_key = rows.value, columns.value
     cells = {(key[0], key[1]): cell for key, cell in _cells(table, [row_key, column_key], people).items()}

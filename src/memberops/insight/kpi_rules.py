@@ -47,9 +47,29 @@ class Dimension(StrEnum):
     STORE_TYPE = "store_type"
     CHANNEL = "channel"
     TIER = "tier"
+    # Cross tables only: the person's attribute on the as-of date, as tag and segment
+    # expressions read it (``compiler``), ``none`` for people without one (and guest orders).
+    CITY = "city"
+    STAGE = "stage"
+    RFM = "rfm"
+    LAYER = "layer"
+    PREFERRED = "preferred"
+    PLAN = "plan"
 
 
+#: What cross tables break down by: every dimension.
 DIMENSIONS: tuple[Dimension, ...] = tuple(Dimension)
+#: What KPIs are broken down by: where people and orders are, and the tier.
+KPI_DIMENSIONS: tuple[Dimension, ...] = (
+    Dimension.STORE,
+    Dimension.STORE_TYPE,
+    Dimension.CHANNEL,
+    Dimension.TIER,
+)
+#: The person attributes among them (the rest are columns of the KPI relations).
+PERSON_DIMENSIONS: tuple[Dimension, ...] = tuple(item for item in Dimension if item not in KPI_DIMENSIONS)
+#: The group of people without the attribute (and of guest orders) in a person dimension.
+NO_VALUE = "none"
 
 
 class Measure(StrEnum):

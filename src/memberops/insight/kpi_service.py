@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from memberops.insight import cohorts, cross, kpis, magic, preferences
+from memberops.insight.config import BrandSettings
 from memberops.insight.kpi_rules import Dimension, MagicSettings, Measure, PreferenceSettings
 from memberops.insight.service import Window, resolve_window
 from memberops.insight.source import open_source
@@ -52,12 +53,17 @@ def kpis_report(engine: Engine, run: Window) -> kpis.KpiReport:
 
 
 def cross_report(
-    engine: Engine, run: Window, rows: Dimension, columns: Dimension, measure: Measure
+    engine: Engine,
+    run: Window,
+    rows: Dimension,
+    columns: Dimension,
+    measure: Measure,
+    settings: BrandSettings | None = None,
 ) -> cross.CrossReport:
-    """Return one measure over two dimensions."""
+    """Return one measure over two dimensions (person dimensions judged by ``settings``)."""
     tiers = tier_order(engine, run)
     with open_source(engine) as source:
-        return cross.report(source, run.clock, run.period, tiers, rows, columns, measure)
+        return cross.report(source, run.clock, run.period, tiers, rows, columns, measure, settings)
 
 
 def cohorts_report(engine: Engine, run: Window) -> cohorts.CohortReport:

@@ -34,9 +34,9 @@ import ibis
 import ibis.expr.types as ir
 
 from memberops.insight import base, dimensions
-from memberops.insight.kpi_rules import ALL, DIMENSIONS, NON_MEMBER, average_fen, yuan_text
+from memberops.insight.kpi_rules import ALL, KPI_DIMENSIONS, NO_VALUE, NON_MEMBER, average_fen, yuan_text
 from memberops.insight.periods import Period, day_end_epoch, day_number, period_heading
-from memberops.insight.rules import decimal_text, ratio
+from memberops.insight.rules import LAYER_ORDER, STAGE_ORDER, RfmClass, decimal_text, ratio
 from memberops.insight.source import Source, live_persons
 from memberops.kit.money import fen_to_yuan
 
@@ -123,13 +123,25 @@ class KpiReport:
         }
 
 
+#: Groups of a person dimension in the order they deepen or decline, not alphabetically.
+_NATURAL_ORDER: dict[str, tuple[str, ...]] = {
+    "stage": tuple(stage.value for stage in STAGE_ORDER),
+    "layer": tuple(layer.code for layer in LAYER_ORDER),
+    "rfm": tuple(item.value for item in RfmClass),
+}
+
+
 def group_order(dimension: str, groups: set[str], tiers: tuple[str, ...]) -> list[str]:
-    """Order groups for display: tiers lowest first then non-members; others alphabetically."""
+    """Order groups for display: tiers lowest first then non-members, stages, layers and RFM
+    classes in their own order, others alphabetically; ``none`` (no value) last."""
     if dimension == "tier":
         known = [tier for tier in tiers if tier in groups]
         rest = sorted(groups - set(known) - {NON_MEMBER})
         return known + rest + ([NON_MEMBER] if NON_MEMBER in groups else [])
-    return sorted(groups)
+    natural = _NATURAL_ORDER.get(dimension, ())
+    known = [group for group in natural if group in groups]
+    rest = sorted(groups - set(known) - {NO_VALUE})
+    return known + rest + ([NO_VALUE] if NO_VALUE in groups else [])
 
 
 def _grouped(table: ir.Table, key: str, **measures: ir.Value) -> dict[str, dict[str, int]]:
@@ -211,7 +223,7 @@ def report(source: Source, clock: base.Clock, period: Period, tiers: tuple[str, 
     placed = source.keep(placed.mutate(**{EVERYONE: ibis.literal(ALL)}))
 
     figures: dict[str, dict[str, KpiFigures]] = {}
-    for key in (EVERYONE, *(dimension.value for dimension in DIMENSIONS)):
+    for key in (EVERYONE, *(dimension.value for dimension in KPI_DIMENSIONS)):
         groups: dict[str, KpiFigures] = {}
 
         def add(found: dict[str, dict[str, int]], groups: dict[str, KpiFigures] = groups) -> None:

@@ -244,7 +244,11 @@ def _analysis_steps(
     yield (
         "cross",
         lambda: cross.report(
-            source, windows["cross"].clock, windows["cross"].period, tiers(windows["cross"])
+            source,
+            windows["cross"].clock,
+            windows["cross"].period,
+            tiers(windows["cross"]),
+            settings=settings,
         ),
     )
     yield "cohorts", lambda: cohorts.report(source, windows["cohorts"].clock, windows["cohorts"].period)
@@ -322,14 +326,7 @@ def run_nightly(
             analyses[name] = report.as_dict()
             clock.record(name, "analysis", started, _headline(name, report))
 
-        scope = compiler.Scope(
-            source,
-            base.Clock.at(day, time_zone),
-            rfm_settings=settings.rfm,
-            lifecycle_settings=settings.lifecycle,
-            layer_settings=settings.layers,
-            preference_settings=settings.preferences,
-        )
+        scope = compiler.brand_scope(source, base.Clock.at(day, time_zone), settings)
         for tag_id, name, expression in work.tags:
             started = time.perf_counter()
             selected = _selected(scope, expression)

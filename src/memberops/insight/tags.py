@@ -105,15 +105,7 @@ def brand_scope(source: Source, as_of: date, time_zone: str) -> compiler.Scope:
     with the same thresholds (``insight.config``), so a segment never flips between two
     definitions of a class and announces moves nobody made.
     """
-    settings = current()
-    return compiler.Scope(
-        source,
-        base.Clock.at(as_of, time_zone),
-        rfm_settings=settings.rfm,
-        lifecycle_settings=settings.lifecycle,
-        layer_settings=settings.layers,
-        preference_settings=settings.preferences,
-    )
+    return compiler.brand_scope(source, base.Clock.at(as_of, time_zone), current())
 
 
 def select_persons(engine: Engine, node: Node, *, as_of: date, time_zone: str) -> set[int]:
