@@ -446,6 +446,24 @@ def test_layers_and_health_metrics(source: Source) -> None:
     }
 
 
+def test_layers_per_person_with_own_transaction_value(source: Source) -> None:
+    rows = layers.people(source, CLOCK, OCTOBER, LayerSettings()).to_pyarrow().to_pylist()
+
+    assert {row["person_id"]: (row["layer"], row["transaction_value_fen"]) for row in rows} == {
+        1: ("koc", 23500),  # Sep 10 ¥40 + Oct 2 ¥100 + Oct 20 ¥50 + ¥30 + P7's Oct 25 ¥15 (merged)
+        2: ("koc", 17000),  # Oct 5 ¥200 − ¥50 refunded + Oct 6 ¥20
+        3: ("connected", 6000),  # Oct 7 ¥60: not a member, yet the spend is theirs
+        4: ("purchased", 1000),  # Oct 31 ¥10; the Nov 1 ¥999 is after the period's end
+        5: ("member_not_purchased", 0),  # never bought
+        8: ("member_not_purchased", 8000),  # Aug 1 ¥80; Oct 8 ¥300 refunded in full
+        10: ("connected", 0),
+        11: ("repurchase", 10000),  # Oct 10 ¥45 (refunded Nov 2, after the end) + Oct 11 ¥55
+        12: ("member_not_purchased", 8800),  # 2025-12-01 ¥88
+    }
+    # P6 (left Oct 10, ¥130) and P9 (guest, ¥25) hold no layer: the values add up to the report's.
+    assert sum(row["transaction_value_fen"] for row in rows) == 74300
+
+
 def test_the_same_data_and_as_of_date_give_the_same_answer(source: Source) -> None:
     first = layers.report(source, CLOCK, OCTOBER, LayerSettings()).as_dict()
     second = layers.report(source, base.Clock.at(AS_OF, ZONE), OCTOBER, LayerSettings()).as_dict()

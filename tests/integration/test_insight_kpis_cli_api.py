@@ -155,7 +155,7 @@ def test_analyze_preferences(run: Any) -> None:
 
 
 def test_analyze_refuses_bad_options(run: Any) -> None:
-    assert "invalid_option" in run("analyze cross --rows city", status=2).stderr
+    assert "invalid_option" in run("analyze cross --rows weather", status=2).stderr
     assert "two different" in run("analyze cross --rows tier --cols tier", status=2).stderr
     assert "not a measure" in run("analyze cross --measure profit", status=2).stderr
     assert "invalid_option" in run("analyze magic-number --threshold 2", status=2).stderr
@@ -214,7 +214,7 @@ def test_kpi_analyses_over_http(api: Api) -> None:
 
 
 def test_kpi_analyses_over_http_refuse(api: Api) -> None:
-    assert error_of(api.get("/insight/cross", role=Role.ANALYST, rows="city")) == (422, "invalid_option")
+    assert error_of(api.get("/insight/cross", role=Role.ANALYST, rows="weather")) == (422, "invalid_option")
     assert error_of(api.get("/insight/cross", role=Role.ANALYST, rows="tier", cols="tier")) == (
         422,
         "invalid_option",

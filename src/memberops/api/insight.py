@@ -1,6 +1,8 @@
 """``/insight/rfm|lifecycle|layers|kpis|cross|cohorts|magic-number|preferences``: member insight.
 
-The member-insight analyses, read-only, for analysts and up.
+The member-insight analyses, read-only, for analysts and up. ``/insight/{rfm,lifecycle,layers,
+preferences}/people`` give one row per person as CSV, the rows ``memberops analyze … --format csv``
+prints (``insight.export`` writes both).
 
 ``as_of`` is a business date in the brand's time zone (nothing after it is read, so the answer is
 reproducible); ``period`` is ``2026-10``, ``2026``, ``2026-10-01..2026-10-31``, ``90d`` or ``12m``.
@@ -11,19 +13,21 @@ denominator is zero). Definitions: ``memberops.insight`` and DOMAIN.md §2, §4,
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from memberops.access.rules import Permission
 from memberops.access.service import Caller
 from memberops.api.deps import ServicesDep, require
 from memberops.api.schemas import error_responses
-from memberops.insight import kpi_service, service
+from memberops.insight import export, kpi_service, service
+from memberops.insight.config import api_parameter, lifecycle_with, magic_with, preferences_with, rfm_with
 from memberops.insight.config import current as brand_thresholds
-from memberops.insight.config import lifecycle_with, magic_with, preferences_with
-from memberops.insight.kpi_rules import dimension, measure
+from memberops.insight.kpi_rules import DIMENSIONS, PreferenceSettings, dimension, measure
+from memberops.insight.rules import LifecycleSettings, RfmSettings
 
 router = APIRouter(prefix="/insight", tags=["insight"], responses=error_responses(401, 403, 422))
 
@@ -37,6 +41,93 @@ PeriodQuery = Annotated[
     Query(description="2026-10, 2026, 2026-10-01..2026-10-31, 90d or 12m", examples=["2026-10"]),
 ]
 _RATIO = "a decimal string with four places, null when the denominator is zero"
+
+
+def rfm_settings(
+    score_quantiles: Annotated[
+        str | None, Query(description="score cut points as fractions (default 1/5,2/5,3/5,4/5: scores 1–5)")
+    ] = None,
+    recency_cuts: Annotated[
+        str | None, Query(description="brand score cuts for recency days, ascending (e.g. 7,30,90,180)")
+    ] = None,
+    frequency_cuts: Annotated[
+        str | None, Query(description="brand score cuts for purchase days, ascending (e.g. 1,2,4,8)")
+    ] = None,
+    monetary_cuts: Annotated[
+        str | None, Query(description="brand score cuts for spend in yuan, ascending (e.g. 50,200,500,1000)")
+    ] = None,
+    class_cuts: Annotated[
+        str | None,
+        Query(
+            description="brand class thresholds DAYS,DAYS_OF_PURCHASE,YUAN: R high below, F and M high above "
+            "(default: the brand's, else the population medians)",
+            examples=["30,2,500"],
+        ),
+    ] = None,
+) -> RfmSettings:
+    """The brand's RFM settings with the request's scoring parameters (``memberops analyze rfm`` options)."""
+    return rfm_with(
+        brand_thresholds().rfm,
+        score_quantiles=score_quantiles,
+        recency_cuts=recency_cuts,
+        frequency_cuts=frequency_cuts,
+        monetary_cuts=monetary_cuts,
+        cuts=class_cuts,
+        name=api_parameter,
+    )
+
+
+def lifecycle_settings(
+    cycle_days: Annotated[
+        int | None, Query(ge=1, le=3650, description="the repurchase cycle (default: the brand's, else 30)")
+    ] = None,
+    stage_cycles: Annotated[
+        str | None,
+        Query(
+            description="NEW,ACTIVE,SILENT,SLEEPING bounds in cycles since the first/last purchase "
+            "(default: the brand's, else 1,1,2,6)",
+            examples=["1,1,2,6"],
+        ),
+    ] = None,
+) -> LifecycleSettings:
+    """The brand's cycle and stage bounds with the request's parameters."""
+    return lifecycle_with(
+        brand_thresholds().lifecycle, cycle_days=cycle_days, stage_cycles=stage_cycles, name=api_parameter
+    )
+
+
+def preference_settings(
+    min_share: Annotated[
+        str | None, Query(description="share of spend that makes a preference, e.g. 1/2 (brand's, else 1/2)")
+    ] = None,
+) -> PreferenceSettings:
+    """The brand's preference share with the request's parameter."""
+    return preferences_with(brand_thresholds().preferences, min_share=min_share, name=api_parameter)
+
+
+# Declared after the caller in every route: FastAPI solves dependencies in order, so a caller
+# without the permission is refused (401/403) before a bad parameter is (422).
+RfmSettingsQuery = Annotated[RfmSettings, Depends(rfm_settings)]
+LifecycleSettingsQuery = Annotated[LifecycleSettings, Depends(lifecycle_settings)]
+PreferenceSettingsQuery = Annotated[PreferenceSettings, Depends(preference_settings)]
+
+_PEOPLE_CSV: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+        "description": "one row per person, ordered by person id: the columns of "
+        "`memberops analyze … --format csv` (money in yuan, shares as four-place decimals)",
+    }
+}
+
+
+def _people_csv(analysis: str, people: export.PeopleTable, run: service.Window) -> StreamingResponse:
+    """Stream the per-person rows as CSV (``insight.export``, as the CLI writes them)."""
+    name = f"{analysis}-people-{run.period.start.isoformat()}-{run.period.end.isoformat()}.csv"
+    return StreamingResponse(
+        export.csv_chunks(people),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 class PeriodHeadingView(BaseModel):
@@ -128,32 +219,64 @@ class LayersView(BaseModel):
 
 @router.get("/rfm", response_model=RfmView, response_model_by_alias=True)
 def rfm(
-    services: ServicesDep, _: InsightReader, as_of: AsOfQuery = None, period: PeriodQuery = None
+    services: ServicesDep,
+    _: InsightReader,
+    settings: RfmSettingsQuery,
+    as_of: AsOfQuery = None,
+    period: PeriodQuery = None,
 ) -> RfmView:
     """RFM classes over the period (default: the 12 months to the as-of date).
 
-    Cut at the brand's thresholds (``MEMBEROPS_INSIGHT_*``), by default the medians.
+    Scored and cut at the brand's thresholds (``MEMBEROPS_INSIGHT_*``), by default the quintiles
+    and the medians; a parameter given replaces that one threshold for this request.
     """
     run = service.window("rfm", as_of, period, services.settings.time_zone)
-    report = service.rfm_report(services.engine, run, brand_thresholds().rfm)
+    report = service.rfm_report(services.engine, run, settings)
     return RfmView.model_validate(report.as_dict())
+
+
+@router.get("/rfm/people", response_class=StreamingResponse, responses=_PEOPLE_CSV)
+def rfm_people(
+    services: ServicesDep,
+    _: InsightReader,
+    settings: RfmSettingsQuery,
+    as_of: AsOfQuery = None,
+    period: PeriodQuery = None,
+) -> StreamingResponse:
+    """RFM values, scores and class per purchaser of the period, as CSV.
+
+    Columns ``person_id, recency_days, frequency, monetary, r_score, f_score, m_score, rfm_class``;
+    the parameters are those of ``/insight/rfm``.
+    """
+    run = service.window("rfm", as_of, period, services.settings.time_zone)
+    return _people_csv("rfm", export.rfm_people(services.engine, run, settings), run)
 
 
 @router.get("/lifecycle", response_model=LifecycleView, response_model_by_alias=True)
 def lifecycle(
     services: ServicesDep,
     _: InsightReader,
+    settings: LifecycleSettingsQuery,
     as_of: AsOfQuery = None,
     period: PeriodQuery = None,
-    cycle_days: Annotated[
-        int | None, Query(ge=1, le=3650, description="the repurchase cycle (default: the brand's, else 30)")
-    ] = None,
 ) -> LifecycleView:
     """Lifecycle stages on the as-of date and flows from the end of the previous period."""
-    settings = lifecycle_with(brand_thresholds().lifecycle, cycle_days=cycle_days)
     run = service.window("lifecycle", as_of, period, services.settings.time_zone)
     report = service.lifecycle_report(services.engine, run, settings)
     return LifecycleView.model_validate(report.as_dict())
+
+
+@router.get("/lifecycle/people", response_class=StreamingResponse, responses=_PEOPLE_CSV)
+def lifecycle_people(
+    services: ServicesDep,
+    _: InsightReader,
+    settings: LifecycleSettingsQuery,
+    as_of: AsOfQuery = None,
+    period: PeriodQuery = None,
+) -> StreamingResponse:
+    """Lifecycle stage per person on the as-of date as CSV: ``person_id, stage``."""
+    run = service.window("lifecycle", as_of, period, services.settings.time_zone)
+    return _people_csv("lifecycle", export.lifecycle_people(services.engine, run, settings), run)
 
 
 @router.get("/layers", response_model=LayersView, response_model_by_alias=True)
@@ -164,6 +287,19 @@ def layers(
     run = service.window("layers", as_of, period, services.settings.time_zone)
     report = service.layers_report(services.engine, run, brand_thresholds().layers)
     return LayersView.model_validate(report.as_dict())
+
+
+@router.get("/layers/people", response_class=StreamingResponse, responses=_PEOPLE_CSV)
+def layers_people(
+    services: ServicesDep, _: InsightReader, as_of: AsOfQuery = None, period: PeriodQuery = None
+) -> StreamingResponse:
+    """Layer per person at the end of the period as CSV: ``person_id, layer, transaction_value``.
+
+    ``transaction_value`` is the person's own part of CLV (net spend to the period's end, yuan);
+    over the rows it adds up to the summary's ``clv_transaction_value``.
+    """
+    run = service.window("layers", as_of, period, services.settings.time_zone)
+    return _people_csv("layers", export.layers_people(services.engine, run, brand_thresholds().layers), run)
 
 
 class KpiFiguresView(BaseModel):
@@ -308,22 +444,30 @@ def kpis(
     return KpisView.model_validate(kpi_service.kpis_report(services.engine, run).as_dict())
 
 
+_DIMENSION_TEXT = ", ".join(item.value for item in DIMENSIONS)
+
+
 @router.get("/cross", response_model=CrossView)
 def cross(
     services: ServicesDep,
     _: InsightReader,
     as_of: AsOfQuery = None,
     period: PeriodQuery = None,
-    rows: Annotated[str, Query(description="store, store_type, channel or tier")] = "tier",
-    cols: Annotated[str, Query(description="store, store_type, channel or tier")] = "store_type",
+    rows: Annotated[str, Query(description=_DIMENSION_TEXT)] = "tier",
+    cols: Annotated[str, Query(description=_DIMENSION_TEXT)] = "store_type",
     measure_name: Annotated[
         str, Query(alias="measure", description="members, buyers, orders, sales or aov")
     ] = "members",
 ) -> CrossView:
-    """One measure over two dimensions (default: members by tier × store type)."""
+    """One measure over two dimensions (default: members by tier × store type).
+
+    A person dimension (``stage``, ``rfm``, ``layer``…) groups by each person's value on the
+    as-of date as tag and segment expressions read it, with the brand's thresholds.
+    """
     chosen = (dimension(rows), dimension(cols), measure(measure_name))
     run = kpi_service.window("cross", as_of, period, services.settings.time_zone)
-    return CrossView.model_validate(kpi_service.cross_report(services.engine, run, *chosen).as_dict())
+    report = kpi_service.cross_report(services.engine, run, *chosen, brand_thresholds())
+    return CrossView.model_validate(report.as_dict())
 
 
 @router.get("/cohorts", response_model=CohortsView)
@@ -351,7 +495,7 @@ def magic_number(
         int | None, Query(ge=1, description="judged people a count needs (else 30)")
     ] = None,
     max_purchases: Annotated[
-        int | None, Query(ge=1, le=1000, description="the last row is this many or more (else 10)")
+        int | None, Query(ge=1, le=1000, description="N: the last row counts people at their N-th (else 10)")
     ] = None,
 ) -> MagicNumberView:
     """Stay rate by the number of purchases made, and the purchase count after which people stay.
@@ -373,15 +517,28 @@ def magic_number(
 def preferences(
     services: ServicesDep,
     _: InsightReader,
+    settings: PreferenceSettingsQuery,
     as_of: AsOfQuery = None,
     period: PeriodQuery = None,
-    min_share: Annotated[
-        str | None, Query(description="share of spend that makes a preference, e.g. 1/2 (brand's, else 1/2)")
-    ] = None,
 ) -> PreferencesView:
     """Category preferences of the period's buyers: per category spend, top and preferring buyers."""
-    settings = preferences_with(brand_thresholds().preferences, min_share=min_share)
     run = kpi_service.window("preferences", as_of, period, services.settings.time_zone)
     return PreferencesView.model_validate(
         kpi_service.preferences_report(services.engine, run, settings).as_dict()
     )
+
+
+@router.get("/preferences/people", response_class=StreamingResponse, responses=_PEOPLE_CSV)
+def preferences_people(
+    services: ServicesDep,
+    _: InsightReader,
+    settings: PreferenceSettingsQuery,
+    as_of: AsOfQuery = None,
+    period: PeriodQuery = None,
+) -> StreamingResponse:
+    """Category preference per buyer of the period (default: the 12 months to the as-of date), as CSV.
+
+    Columns ``person_id, preferred, top_category, top, spend, categories, top_share``.
+    """
+    run = kpi_service.window("preferences", as_of, period, services.settings.time_zone)
+    return _people_csv("preferences", export.preferences_people(services.engine, run, settings), run)

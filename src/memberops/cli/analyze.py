@@ -24,14 +24,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any
 
-import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from memberops.cli.common import console, print_json, reports_errors, services
 from memberops.cli.reports import percent, yuan
-from memberops.insight import kpi_service, service
+from memberops.insight import export, kpi_service, service
 from memberops.insight.config import (
     cli_option,
     lifecycle_with,
@@ -40,15 +39,13 @@ from memberops.insight.config import (
     rfm_with,
 )
 from memberops.insight.config import current as brand_thresholds
-from memberops.insight.kpi_rules import DIMENSIONS, bucket_labels, dimension, measure
+from memberops.insight.kpi_rules import DIMENSIONS, KPI_DIMENSIONS, bucket_labels, dimension, measure
 from memberops.insight.kpis import FIGURE_NAMES
 from memberops.insight.rules import (
     LAYER_ORDER,
     RFM_CLASS_NAMES,
     STAGE_ORDER,
-    decimal_text,
 )
-from memberops.kit.money import fen_to_yuan
 
 analyze_app = typer.Typer(
     help="Member insight: RFM classes, lifecycle stages and flows, relationship layers and health metrics, "
@@ -101,17 +98,9 @@ def _window(
     return rule(analysis, as_of.date() if as_of is not None else None, period, services().settings.time_zone)
 
 
-def _csv(table: pa.Table, money_columns: tuple[str, ...] = ()) -> None:
-    """Write one row per person; money columns in fen are written as yuan strings."""
-    names = [name.removesuffix("_fen") if name in money_columns else name for name in table.column_names]
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(names)
-    columns = [table.column(name).to_pylist() for name in table.column_names]
-    money = [name in money_columns for name in table.column_names]
-    for row in zip(*columns, strict=True):
-        writer.writerow(
-            [fen_to_yuan(value) if is_money else value for value, is_money in zip(row, money, strict=True)]
-        )
+def _csv(people: export.PeopleTable) -> None:
+    """Write one row per person, as ``GET /insight/…/people`` does (``insight.export``)."""
+    export.write_csv(people, sys.stdout)
 
 
 @analyze_app.command("rfm")
@@ -158,7 +147,7 @@ def rfm(
     run = _window("rfm", as_of, period)
     engine = services().engine
     if output is AnalysisFormat.CSV:
-        _csv(service.rfm_people(engine, run, settings), ("monetary_fen",))
+        _csv(export.rfm_people(engine, run, settings))
         return
     report = service.rfm_report(engine, run, settings)
     if output is AnalysisFormat.JSON:
@@ -213,7 +202,7 @@ def lifecycle(
     run = _window("lifecycle", as_of, period)
     engine = services().engine
     if output is AnalysisFormat.CSV:
-        _csv(service.lifecycle_people(engine, run, settings))
+        _csv(export.lifecycle_people(engine, run, settings))
         return
     report = service.lifecycle_report(engine, run, settings)
     if output is AnalysisFormat.JSON:
@@ -251,7 +240,7 @@ def layers(
     engine = services().engine
     settings = brand_thresholds(config).layers
     if output is AnalysisFormat.CSV:
-        _csv(service.layers_people(engine, run, settings))
+        _csv(export.layers_people(engine, run, settings))
         return
     report = service.layers_report(engine, run, settings)
     data = report.as_dict()
@@ -400,7 +389,7 @@ def kpis(
         ["figure", "value"],
         [[name, _kpi_text(name, overall[name])] for name in FIGURE_NAMES],
     )
-    for item in DIMENSIONS:
+    for item in KPI_DIMENSIONS:
         _print_table(
             f"by {item.value}",
             [item.value, *(label for _, label in _KPI_COLUMNS)],
@@ -411,17 +400,22 @@ def kpis(
         )
 
 
+_DIMENSIONS_TEXT = ", ".join(item.value for item in DIMENSIONS)
+_DIMENSION_HELP = f"{_DIMENSIONS_TEXT} (a person attribute is read as tag expressions read it)"
+
+
 @analyze_app.command("cross")
 @reports_errors
 def cross(
     as_of: AsOfOption = None,
     period: PeriodOption = None,
     output: FormatOption = AnalysisFormat.TABLE,
-    rows: Annotated[str, typer.Option("--rows", help="store, store_type, channel or tier")] = "tier",
-    cols: Annotated[str, typer.Option("--cols", help="store, store_type, channel or tier")] = "store_type",
+    rows: Annotated[str, typer.Option("--rows", help=_DIMENSION_HELP)] = "tier",
+    cols: Annotated[str, typer.Option("--cols", help=_DIMENSION_HELP)] = "store_type",
     measure_name: Annotated[
         str, typer.Option("--measure", help="members, buyers, orders, sales or aov")
     ] = "members",
+    config: ConfigOption = None,
 ) -> None:
     """One measure over two dimensions (default: members by tier × store type).
 
@@ -430,7 +424,9 @@ def cross(
     """
     chosen = measure(measure_name)
     run = _window("cross", as_of, period, kpi_service.window)
-    report = kpi_service.cross_report(services().engine, run, dimension(rows), dimension(cols), chosen)
+    report = kpi_service.cross_report(
+        services().engine, run, dimension(rows), dimension(cols), chosen, brand_thresholds(config)
+    )
     data = report.as_dict()
     if output is AnalysisFormat.JSON:
         print_json(data)
@@ -536,7 +532,10 @@ def magic_number(
     ] = None,
     max_purchases: Annotated[
         int | None,
-        typer.Option(help="the last row counts this many purchases or more (default: the brand's, else 10)"),
+        typer.Option(
+            help="the last row, N+, counts each person once at their N-th purchase "
+            "(default: the brand's, else 10)"
+        ),
     ] = None,
     config: ConfigOption = None,
 ) -> None:
@@ -608,11 +607,7 @@ def preferences(
     run = _window("preferences", as_of, period, kpi_service.window)
     engine = services().engine
     if output is AnalysisFormat.CSV:
-        table = kpi_service.preferences_people(engine, run, settings)
-        top, total = table.column("top_fen").to_pylist(), table.column("spend_fen").to_pylist()
-        shares = [decimal_text(Fraction(t, s)) for t, s in zip(top, total, strict=True)]
-        table = table.append_column("top_share", pa.array(shares, type=pa.string())).drop_columns(["bucket"])
-        _csv(table, ("top_fen", "spend_fen"))
+        _csv(export.preferences_people(engine, run, settings))
         return
     data = kpi_service.preferences_report(engine, run, settings).as_dict()
     if output is AnalysisFormat.JSON:

@@ -210,6 +210,28 @@ def layer_code(layer: ir.IntegerValue) -> ir.StringValue:
     return ibis.cases(*((layer == int(item), item.code) for item in LAYER_ORDER), else_=NO_LAYER)
 
 
+def people(source: Source, clock: base.Clock, period: Period, settings: LayerSettings) -> ir.Table:
+    """Return ``person_id, layer, transaction_value_fen`` for everyone holding a layer at the period's end.
+
+    ``layer`` is the code (``koc``…); ``transaction_value_fen`` is the person's own part of CLV:
+    their net spend to the period's end (0 when none), the purchases ``report`` sums into
+    ``transaction_value_fen``, so over the people here the values add up to that total.
+    """
+    end_clock = clock.on(period.end)
+    known = source.keep(base.orders(source, end_clock))
+    held = source.keep(layers(source, end_clock, period, settings, known))
+    # Kept, so the join is between two tables SQLite indexes on the fly (see ``report``).
+    spent = source.keep(
+        known.group_by(spender_id=known.person_id).agg(value_fen=known.net_fen.sum().cast("int64"))
+    )
+    joined = held.left_join(spent, held.person_id == spent.spender_id)
+    return joined.select(
+        person_id=joined.person_id,
+        layer=layer_code(joined.layer),
+        transaction_value_fen=joined.value_fen.fill_null(0).cast("int64"),
+    )
+
+
 def report(source: Source, clock: base.Clock, period: Period, settings: LayerSettings) -> LayersReport:
     """Compute the layers and the four metrics for ``period`` (ending by the clock's as-of date)."""
     end_clock = clock.on(period.end)

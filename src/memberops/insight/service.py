@@ -94,15 +94,17 @@ def layers_report(engine: Engine, run: Window, settings: LayerSettings) -> layer
 
 
 def layers_people(engine: Engine, run: Window, settings: LayerSettings) -> pa.Table:
-    """Return each person's layer at the end of the period, ordered by person id."""
+    """Return each person's layer at the end of the period and own transaction value, by person id.
 
-    def work(source: Source) -> pa.Table:
-        held = layers.layers(source, run.clock.on(run.period.end), run.period, settings)
-        return (
-            held.select("person_id", layer=layers.layer_code(held.layer)).order_by("person_id").to_pyarrow()
-        )
-
-    return _run(engine, work)
+    Columns ``person_id, layer, transaction_value_fen`` (``layers.people``): the values add up to
+    the report's ``clv_transaction_value``.
+    """
+    return _run(
+        engine,
+        lambda source: (
+            layers.people(source, run.clock, run.period, settings).order_by("person_id").to_pyarrow()
+        ),
+    )
 
 
 def as_rows(table: pa.Table) -> list[dict[str, Any]]:
