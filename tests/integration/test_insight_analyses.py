@@ -427,10 +427,19 @@ def test_layers_and_health_metrics(source: Source) -> None:
     assert data["previous_capital"] == 9
     assert data["deepened"] == 4  # P1, P2, P4, P11
     assert data["conversion"] == "0.4444"
-    assert data["connection"] == {"live_room": "0.5000", "mini_program": "0.6667"}
+    # A field's visitors did anything recorded there in October: an event of any kind, or an order
+    # through it. Layer holders: P1, P2, P3, P4, P5, P8, P10, P11, P12 (not P6, P9).
     assert data["visitors"] == {
-        "live_room": {"visitors": 2, "held": 1},
-        "mini_program": {"visitors": 3, "held": 2},
+        "group_chat": {"visitors": 1, "held": 0},  # P6 left Oct 12
+        "live_room": {"visitors": 2, "held": 1},  # P6, P10 visit
+        "mini_program": {"visitors": 5, "held": 4},  # P1, P8, P9 visit; P2, P11 share; P1, P11 review
+        "pos": {"visitors": 8, "held": 6},  # orders of P1 (and P7), P2, P3, P4, P6, P8 (refunded), P9, P11
+    }
+    assert data["connection"] == {
+        "group_chat": "0.0000",
+        "live_room": "0.5000",
+        "mini_program": "0.8000",
+        "pos": "0.7500",
     }
     # P1 235 + P2 170 + P3 60 + P4 10 + P8 80 + P11 100 + P12 88.
     assert data["clv_transaction_value"] == "743.00"

@@ -45,7 +45,12 @@ def test_analyze_layers_json(run: Any) -> None:
         "koc": 2,
     }
     assert (data["capital"], data["conversion"]) == (9, "0.4444")
-    assert data["connection"] == {"live_room": "0.5000", "mini_program": "0.6667"}
+    assert data["connection"] == {
+        "group_chat": "0.0000",
+        "live_room": "0.5000",
+        "mini_program": "0.8000",
+        "pos": "0.7500",
+    }
 
 
 #: ``analyze layers --period 2026-10 --format csv`` on the shop, worked out by hand from ``build_shop``.
@@ -65,7 +70,7 @@ LAYERS_CSV = [
 
 def test_analyze_layers_table_and_csv(run: Any) -> None:
     table = run("analyze layers --as-of 2026-10-31 --period 2026-10").stdout
-    for shown in ("member_not_purchased", "44.44%", "66.67%", "¥743.00", "transitions 2026-09 → 2026-10"):
+    for shown in ("member_not_purchased", "44.44%", "80.00%", "¥743.00", "transitions 2026-09 → 2026-10"):
         assert shown in table, shown
 
     text = run("analyze layers --period 2026-10 --format csv").stdout

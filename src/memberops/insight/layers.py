@@ -26,10 +26,12 @@ from memberops.kit.money import fen_to_yuan
 NO_LAYER = "none"
 
 
-def _events_in(source: Source, kind: str, start_epoch: int, end_epoch: int) -> ir.Table:
-    """Events of one kind inside [start, end), re-pointed to live persons."""
+def _events_in(source: Source, kind: str | None, start_epoch: int, end_epoch: int) -> ir.Table:
+    """Events of one kind (``None``: of every kind) inside [start, end), re-pointed to live persons."""
     events = source.table("events")
-    events = events.filter(events.kind == kind).mutate(epoch=source.epoch_seconds(events.occurred_at))
+    if kind is not None:
+        events = events.filter(events.kind == kind)
+    events = events.mutate(epoch=source.epoch_seconds(events.occurred_at))
     events = events.filter(events.epoch >= start_epoch, events.epoch < end_epoch)
     persons = live_persons(source)
     return events.inner_join(persons, events.person_id == persons.id).select(
@@ -232,6 +234,24 @@ def people(source: Source, clock: base.Clock, period: Period, settings: LayerSet
     )
 
 
+def field_visitors(source: Source, clock: base.Clock, start_epoch: int) -> ir.Table:
+    """Return ``field, person_id`` (distinct): who visited each field from ``start_epoch`` to the clock.
+
+    A person visited a field (DOMAIN.md's 场域: store POS, mini program, Tmall, live room, group
+    chat…) when anything they did there was recorded — an event of any kind in that field, or an
+    order placed through that channel (refunded or not: they came). Connection is the share of a
+    field's visitors who hold a layer; counting only ``visit`` events would leave out the fields
+    where people meet the brand by buying or chatting, a chain's stores first of all.
+    """
+    events = _events_in(source, None, start_epoch, clock.end_epoch)
+    events = events.select(field=events.field.cast("string"), person_id=events.person_id.cast("int64"))
+    paid = base.paid_orders(source, clock)
+    paid = paid.filter(paid.person_id.notnull(), paid.epoch >= start_epoch, paid.epoch < clock.end_epoch)
+    # Cast alike: the store's column types differ in length (a union needs equal schemas).
+    ordered = paid.select(field=paid.channel.cast("string"), person_id=paid.person_id.cast("int64"))
+    return events.union(ordered, distinct=True)
+
+
 def report(source: Source, clock: base.Clock, period: Period, settings: LayerSettings) -> LayersReport:
     """Compute the layers and the four metrics for ``period`` (ending by the clock's as-of date)."""
     end_clock = clock.on(period.end)
@@ -266,8 +286,7 @@ def report(source: Source, clock: base.Clock, period: Period, settings: LayerSet
                 deepened += people
 
     start_epoch = day_end_epoch(period.start - timedelta(days=1), clock.time_zone)
-    visits = _events_in(source, settings.visit_kind, start_epoch, end_clock.end_epoch)
-    visits = visits.select("field", "person_id").distinct()
+    visits = field_visitors(source, end_clock, start_epoch)
     held = visits.left_join(now, visits.person_id == now.person_id)
     by_field = held.group_by(held.field).agg(
         visitors=held.count(), held=ibis.ifelse(held.layer.notnull(), 1, 0).sum()
