@@ -107,15 +107,15 @@ def _first_problem(error: ValidationError, where: str) -> str:
     return f"{name}: {problem['msg']} (got {problem.get('input')!r})"
 
 
-def whole_numbers(text: str | None, name: str) -> tuple[int, ...] | None:
-    """Read ascending whole numbers separated by commas (``7,30,90,180``); None stays None."""
+def whole_numbers(text: str | None, name: str, *, ascending: bool = True) -> tuple[int, ...] | None:
+    """Read whole numbers separated by commas (``7,30,90,180``), ascending unless told; None stays None."""
     if text is None:
         return None
     try:
         values = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise InvalidOption(f"{name} takes whole numbers separated by commas, not {text!r}") from None
-    if list(values) != sorted(values):
+    if ascending and list(values) != sorted(values):
         raise InvalidOption(f"{name} must be ascending")
     return values
 
@@ -143,6 +143,8 @@ def quantiles(text: str | None, name: str) -> tuple[Fraction, ...]:
         raise InvalidOption(f"{name} takes fractions like 1/5,2/5 or 0.2,0.4, not {text!r}") from None
     if any(not 0 < value <= 1 for value in values):
         raise InvalidOption(f"{name} must lie in (0, 1]")
+    if list(values) != sorted(set(values)):
+        raise InvalidOption(f"{name} must rise: each cut above the one before")
     return values
 
 
@@ -161,7 +163,9 @@ def class_cuts(text: str | None, name: str) -> RfmCuts | None:
 
 def lifecycle_settings(cycle_days: int, stage_cycles: str, name: str) -> LifecycleSettings:
     """Read the repurchase cycle and the four stage bounds (``NEW,ACTIVE,SILENT,SLEEPING``)."""
-    bounds = whole_numbers(stage_cycles, name) if "," in stage_cycles else None
+    # Only ACTIVE ≤ SILENT ≤ SLEEPING must rise (``LifecycleSettings`` says so); NEW stands apart:
+    # a brand may call a first-time buyer new for two cycles while active means one.
+    bounds = whole_numbers(stage_cycles, name, ascending=False) if "," in stage_cycles else None
     if bounds is None or len(bounds) != 4:
         raise InvalidOption(f"{name} takes four whole numbers: NEW,ACTIVE,SILENT,SLEEPING")
     try:

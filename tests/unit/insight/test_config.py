@@ -60,6 +60,12 @@ def test_a_toml_file_wins_over_the_environment(tmp_path: Path, monkeypatch: pyte
         ("RFM_CLASS_CUTS", "30,2", "MEMBEROPS_INSIGHT_RFM_CLASS_CUTS takes DAYS,DAYS_OF_PURCHASE,YUAN"),
         ("RFM_MONETARY_CUTS", "500,50", "MEMBEROPS_INSIGHT_RFM_MONETARY_CUTS must be ascending"),
         ("MAGIC_THRESHOLD", "3/2", "MEMBEROPS_INSIGHT_MAGIC_THRESHOLD must lie in (0, 1]"),
+        (
+            "RFM_SCORE_QUANTILES",
+            "4/5,1/5",
+            "MEMBEROPS_INSIGHT_RFM_SCORE_QUANTILES must rise: each cut above the one before",
+        ),
+        ("STAGE_CYCLES", "1,3,2,6", "stage bounds must rise: active ≤ silent ≤ sleeping cycles"),
     ],
 )
 def test_a_bad_threshold_is_refused_with_its_name(
@@ -93,6 +99,15 @@ def test_a_value_of_the_wrong_type_is_refused_with_its_name(
         f"{path}: magic_min_people: Input should be a valid integer, unable to parse string as an "
         "integer (got 'many')"
     )
+
+
+def test_new_may_last_longer_than_active(monkeypatch: pytest.MonkeyPatch) -> None:
+    # NEW is not one of the rising bounds: new for two cycles, active within one.
+    monkeypatch.setenv("MEMBEROPS_INSIGHT_STAGE_CYCLES", "2,1,2,6")
+
+    lifecycle = brand_settings(load_config()).lifecycle
+
+    assert (lifecycle.new_cycles, lifecycle.active_cycles, lifecycle.sleeping_cycles) == (2, 1, 6)
 
 
 def test_an_unknown_key_in_the_file_is_refused(tmp_path: Path) -> None:

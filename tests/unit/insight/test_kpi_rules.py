@@ -119,7 +119,10 @@ def test_average_order_value_rounds_half_to_even() -> None:
 def test_dimensions_and_measures_are_read_or_refused() -> None:
     assert dimension(" store_type ") is Dimension.STORE_TYPE
     assert measure("aov") is Measure.AOV
-    with pytest.raises(InvalidOption, match="store, store_type, channel, tier"):
-        dimension("city")
+    assert dimension("city") is Dimension.CITY
+    with pytest.raises(
+        InvalidOption, match="store, store_type, channel, tier, city, stage, rfm, layer, preferred, plan"
+    ):
+        dimension("weather")
     with pytest.raises(InvalidOption, match="not a measure"):
         measure("profit")
