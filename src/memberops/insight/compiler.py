@@ -425,7 +425,7 @@ def _count(events: ir.Table) -> ir.Table:
 def _reviewed(scope: Scope, arguments: Arguments) -> ir.Table:
     reviews = _events(scope, ["review"], arguments)
     if "min_rating" in arguments:
-        rating = scope.source.json_text(reviews.attributes["rating"]).cast("int64")
+        rating = scope.source.json_member(reviews.attributes, "rating").cast("int64")
         reviews = reviews.filter(rating >= int(Decimal(arguments["min_rating"])))
     return _count(reviews)
 

@@ -53,8 +53,8 @@ def propagators(
     reviews = _events_in(source, "review", start_epoch, clock.end_epoch)
     reviews = reviews.select(
         person_id=reviews.person_id,
-        sku=source.json_text(reviews.attributes["sku"]),
-        rating=source.json_text(reviews.attributes["rating"]),
+        sku=source.json_member(reviews.attributes, "sku"),
+        rating=source.json_member(reviews.attributes, "rating"),
     )
     reviews = reviews.filter(reviews.rating.isin([str(rating) for rating in settings.positive_ratings]))
     # Only the reviewers' own purchases can make a review count: their orders are picked first,

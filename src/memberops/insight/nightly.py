@@ -211,7 +211,7 @@ def _headline(name: str, report: Any) -> dict[str, Any]:
     raise AssertionError(name)
 
 
-def _analysis_steps(
+def analysis_steps(
     engine: Engine, source: Source, as_of: date, time_zone: str, settings: BrandSettings
 ) -> Iterator[tuple[str, Callable[[], Any]]]:
     """Yield each analysis and how to compute it with its default period (as the CLI does)."""
@@ -320,7 +320,7 @@ def run_nightly(
     refreshed_tags: list[Refreshed] = []
     refreshed_segments: list[Refreshed] = []
     with _analysis_source(engine, where, duckdb_file, copy, backend, clock) as (source, is_copy):
-        for name, compute in _analysis_steps(engine, source, day, time_zone, settings):
+        for name, compute in analysis_steps(engine, source, day, time_zone, settings):
             started = time.perf_counter()
             report = compute()
             analyses[name] = report.as_dict()

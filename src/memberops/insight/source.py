@@ -102,7 +102,12 @@ class Source:
         if isinstance(operation, ops.DatabaseTable) and operation.name.startswith(_KEPT):
             return expression  # already kept (a shared relation): copying it again buys nothing
         name = f"{_KEPT}{uuid.uuid4().hex[:12]}"
-        table = self.backend.create_table(name, expression, temp=True)
+        if self.name == "pyspark":
+            # Spark has no temporary tables: a temporary view, cached now, is computed once too.
+            table = self.backend.create_view(name, expression)
+            self.backend.raw_sql(f"CACHE TABLE `{name}`")
+        else:
+            table = self.backend.create_table(name, expression, temp=True)
         self.kept.append(name)
         return table
 
@@ -114,14 +119,29 @@ class Source:
         hold every night's intermediate results in memory.
         """
         for name in reversed(self.kept):
-            self.backend.raw_sql(f'DROP TABLE IF EXISTS "{name}"')
+            if self.name == "pyspark":
+                self.backend.raw_sql(f"UNCACHE TABLE IF EXISTS `{name}`")
+                self.backend.raw_sql(f"DROP VIEW IF EXISTS `{name}`")
+            else:
+                self.backend.raw_sql(f'DROP TABLE IF EXISTS "{name}"')
         self.kept.clear()
         if self.shared is not None:
             self.shared.clear()
 
-    def json_text(self, value: ir.Value) -> ir.StringValue:
-        """Return a JSON string member as plain text (engines disagree on whether quotes stay)."""
-        return value.cast("string").replace('"', "")
+    def json_member(self, document: ir.Value, key: str) -> ir.StringValue:
+        """Return member ``key`` of a JSON object column as plain text (null when it is missing).
+
+        Engines disagree on whether quotes stay, so they are taken off. Spark keeps JSON as a
+        string column with no JSON type, and reads a member with its own ``get_json_object``.
+        """
+        if self.name == "pyspark":
+            return _get_json_object(document.cast("string"), f"$.{key}")
+        return document[key].cast("string").replace('"', "")
+
+
+@ibis.udf.scalar.builtin(name="get_json_object")  # type: ignore[untyped-decorator]
+def _get_json_object(document: str, path: str) -> str:  # type: ignore[empty-body]
+    """Spark SQL's ``get_json_object`` (a builtin: Ibis only names it)."""
 
 
 @contextmanager
