@@ -160,6 +160,17 @@ def test_the_demo_loads_a_brand_and_scores_oneid(tmp_path: Path) -> None:
     assert "layers 2026-10: connected 192, member_not_purchased 323, purchased 48, repurchase 19, koc 3" in (
         result.stdout
     )
+    # The demo brand's paid plans are order lines of their own category, no product to prefer.
+    settings_file = tmp_path / "demo-data" / "insight.toml"
+    assert f"export MEMBEROPS_INSIGHT_FILE={settings_file}" in result.stdout
+    assert 'preference_excluded_categories = ["paid_plan"]' in settings_file.read_text()
+    preferences = json.loads(
+        memberops(
+            tmp_path, "analyze", "preferences", "--format", "json", "--config", str(settings_file)
+        ).stdout
+    )
+    assert preferences["excluded_categories"] == ["paid_plan"]
+    assert "paid_plan" not in [item["category"] for item in preferences["categories"]]
     listed = json.loads(memberops(tmp_path, "segment", "list", "--format", "json").stdout)
     assert sorted(segment["name"] for segment in listed) == [
         "expired_paid_plan",

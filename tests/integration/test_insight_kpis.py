@@ -365,6 +365,23 @@ def test_preferences_summary(source: Source) -> None:
     assert strict.mixed == 4
 
 
+def test_preferences_leave_out_what_is_no_product(source: Source) -> None:
+    # Say cups are no product (as a paid plan or a gift card is not): P8 and P10 bought only cups
+    # and are no buyers; P5 keeps tea 133.33 and snack 66.66 of Oct 3, so tea is 2/3 of 199.99.
+    settings = PreferenceSettings(excluded_categories=("cup",))
+    rows = {
+        row["person_id"]: row
+        for row in preferences.people(source, CLOCK, YEAR, settings).to_pyarrow().to_pylist()
+    }
+
+    assert sorted(rows) == [1, 2, 3, 4, 5, 6, 11]
+    assert (rows[5]["preferred"], rows[5]["top_fen"], rows[5]["spend_fen"]) == ("tea", 13333, 19999)
+    data = preferences.report(source, CLOCK, YEAR, settings).as_dict()
+    assert (data["buyers"], data["spend"], data["mixed"]) == (7, "1004.99", 0)
+    assert [item["category"] for item in data["categories"]] == ["tea", "snack"]
+    assert data["excluded_categories"] == ["cup"]
+
+
 def test_an_earlier_as_of_date_reads_nothing_after_it(source: Source) -> None:
     september = parse_period("2026-09", as_of=date(2026, 9, 30))
     data = kpis.report(source, base.Clock.at(date(2026, 9, 30), ZONE), september, TIERS).as_dict()

@@ -428,6 +428,7 @@ class PreferencesView(PeriodHeadingView):
 
     time_zone: str
     min_share: str | None
+    excluded_categories: list[str] = Field(description="categories the brand counts as no product")
     buyers: int
     spend: str
     mixed: int = Field(description="buyers with no category at min_share of their spend")

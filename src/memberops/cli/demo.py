@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
@@ -104,7 +105,7 @@ def demo(
         f"over {accuracy.records:,} records"
     )
     _run_programme(svc, seed=seed)
-    _show_insight(svc, as_of=last_day)
+    _show_insight(svc, as_of=last_day, directory=directory)
     with unit_of_work(svc.sessions) as session:
         stamp = utc_now().strftime("%Y%m%d%H%M%S")
         _, key = access.create_key(session, f"demo-admin-{stamp}", "admin", actor=CLI_ACTOR)
@@ -122,9 +123,22 @@ def demo(
         run_server(host, port, svc)
 
 
-def _show_insight(svc: Services, *, as_of: date) -> None:
-    """Compute every analysis, the demo's tags and the ready-made segments; print the headlines."""
-    from memberops.demo.insight_run import run_insight
+def _show_insight(svc: Services, *, as_of: date, directory: Path) -> None:
+    """Compute every analysis, the demo's tags and the ready-made segments; print the headlines.
+
+    The demo brand's insight settings are written to ``insight.toml`` beside its files and used
+    by this process (the insight step and the API it serves) unless ``MEMBEROPS_INSIGHT_FILE``
+    already names a file of the user's.
+    """
+    from memberops.demo.insight_run import run_insight, write_insight_settings
+
+    settings_file = write_insight_settings(directory)
+    if "MEMBEROPS_INSIGHT_FILE" not in os.environ:
+        os.environ["MEMBEROPS_INSIGHT_FILE"] = str(settings_file.resolve())
+        console.print(
+            f"insight settings: {settings_file} (for other commands: "
+            f"export MEMBEROPS_INSIGHT_FILE={settings_file.resolve()})"
+        )
 
     console.print(
         "the nightly insight run (memberops analyze nightly): every analysis, the demo's tags "

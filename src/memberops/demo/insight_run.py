@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
+from memberops.demo.catalogue import PAID_PLAN_CATEGORY
 from memberops.insight import segments as segment_service
 from memberops.insight import tags as tag_service
 from memberops.insight.config import current as brand_thresholds
@@ -27,6 +29,22 @@ DEMO_TAGS = (
     ("big_spender", "spent(days=365) >= 2000", "年消费 2000 元以上: 2,000 yuan or more in a year"),
     ("group_member", "joined_group()", "社群成员: in a member group chat now"),
 )
+
+
+#: The demo brand's insight settings (``insight.config``): its paid plans are sold as order lines
+#: of their own category, which is no product a member could prefer.
+DEMO_INSIGHT_SETTINGS = f"""# The demo brand's insight thresholds: memberops analyze, tags, segments, the API.
+# Use them in other commands with: export MEMBEROPS_INSIGHT_FILE=<this file>
+[insight]
+preference_excluded_categories = ["{PAID_PLAN_CATEGORY}"]
+"""
+
+
+def write_insight_settings(directory: Path) -> Path:
+    """Write the demo brand's insight settings next to its generated files; return the path."""
+    path = directory / "insight.toml"
+    path.write_text(DEMO_INSIGHT_SETTINGS, encoding="utf-8")
+    return path
 
 
 @dataclass(frozen=True)

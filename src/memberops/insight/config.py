@@ -51,6 +51,9 @@ class InsightConfig(BaseSettings):
     magic_min_people: int = 30
     magic_max_purchases: int = 10
     preference_min_share: str = "1/2"
+    preference_excluded_categories: str | None = Field(
+        default=None, description="order-line categories that are not products, e.g. paid_plan,gift_card"
+    )
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,13 @@ def quantiles(text: str | None, name: str) -> tuple[Fraction, ...]:
     return values
 
 
+def categories(text: str | None) -> tuple[str, ...]:
+    """Read category names separated by commas (``paid_plan,gift_card``); none by default."""
+    if text is None:
+        return ()
+    return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+
+
 def class_cuts(text: str | None, name: str) -> RfmCuts | None:
     """Read the brand's class thresholds ``DAYS,PURCHASE_DAYS,YUAN``; None keeps the medians."""
     if text is None:
@@ -196,7 +206,8 @@ def brand_settings(config: InsightConfig) -> BrandSettings:
     except ValueError as error:
         raise InvalidOption(str(error)) from None
     preferences = PreferenceSettings(
-        share_option(config.preference_min_share, f"{prefix}PREFERENCE_MIN_SHARE")
+        share_option(config.preference_min_share, f"{prefix}PREFERENCE_MIN_SHARE"),
+        categories(config.preference_excluded_categories),
     )
     return BrandSettings(rfm=rfm, lifecycle=lifecycle, magic=magic, preferences=preferences)
 
@@ -292,6 +303,6 @@ def preferences_with(
     if min_share is None:
         return brand
     try:
-        return PreferenceSettings(share_option(min_share, name("min-share")))
+        return replace(brand, min_share=share_option(min_share, name("min-share")))
     except ValueError as error:
         raise InvalidOption(str(error)) from None

@@ -239,9 +239,15 @@ MIXED = "mixed"
 
 @dataclass(frozen=True)
 class PreferenceSettings:
-    """A person **prefers** their top category when it holds at least ``min_share`` of their spend."""
+    """A person **prefers** their top category when it holds at least ``min_share`` of their spend.
+
+    ``excluded_categories`` are order-line categories that are not products — a paid plan, a gift
+    card, a delivery fee — left out of everyone's spend, so a member who bought an annual plan
+    does not "prefer" it over the fruit they buy every week.
+    """
 
     min_share: Fraction = Fraction(1, 2)
+    excluded_categories: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 < self.min_share <= 1:

@@ -29,13 +29,23 @@ from memberops.insight.source import Source
 from memberops.kit.money import fen_to_yuan
 
 
-def category_spend(source: Source, clock: base.Clock, period: Period) -> ir.Table:
-    """Return ``person_id, category, spend_fen`` (net, > 0) for the period's buyers."""
+def category_spend(
+    source: Source, clock: base.Clock, period: Period, settings: PreferenceSettings | None = None
+) -> ir.Table:
+    """Return ``person_id, category, spend_fen`` (net, > 0) for the period's buyers.
+
+    Categories the brand says are not products (``settings.excluded_categories``) are left out.
+    """
     end_clock = clock.on(period.end)
     facts = base.orders(source, end_clock)
     facts = facts.filter(facts.day >= day_number(period.start), facts.day <= day_number(period.end))
     lines = source.table("order_lines")
     totals = lines.group_by(total_oid=lines.order_id).agg(lines_fen=lines.amount_fen.sum())
+    excluded = settings.excluded_categories if settings is not None else ()
+    if excluded:
+        # The order's net is still spread over all its lines; the excluded ones' shares just
+        # drop out (a plan bought with fruit leaves the fruit its own share, not the plan's).
+        lines = lines.filter(~lines.category.isin(excluded))
     joined = facts.inner_join(lines, facts.order_id == lines.order_id).inner_join(
         totals, facts.order_id == totals.total_oid
     )
@@ -66,7 +76,7 @@ def people(
     person, then, among the categories at that spend, the name sorting first (the tie rule).
     ``spend`` is ``category_spend`` of the same period, when the caller has it already.
     """
-    spend = spend if spend is not None else source.keep(category_spend(source, clock, period))
+    spend = spend if spend is not None else source.keep(category_spend(source, clock, period, settings))
     # Kept, so the join below is between two tables: SQLite then indexes it on the fly instead of
     # scanning the totals once per row of the spend.
     totals = source.keep(
@@ -109,14 +119,17 @@ def kept_people(source: Source, clock: base.Clock, period: Period, settings: Pre
     """
     key = ("preferences", clock.time_zone, clock.end_epoch, period.start, period.end, settings)
     return source.keep(
-        source.once(key, lambda: people(source, clock, period, settings, _kept_spend(source, clock, period)))
+        source.once(
+            key, lambda: people(source, clock, period, settings, _kept_spend(source, clock, period, settings))
+        )
     )
 
 
-def _kept_spend(source: Source, clock: base.Clock, period: Period) -> ir.Table:
+def _kept_spend(source: Source, clock: base.Clock, period: Period, settings: PreferenceSettings) -> ir.Table:
     """``category_spend`` kept as a table, once per run on a sharing source."""
-    key = ("category_spend", clock.time_zone, clock.end_epoch, period.start, period.end)
-    return source.keep(source.once(key, lambda: category_spend(source, clock, period)))
+    excluded = settings.excluded_categories
+    key = ("category_spend", clock.time_zone, clock.end_epoch, period.start, period.end, excluded)
+    return source.keep(source.once(key, lambda: category_spend(source, clock, period, settings)))
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,7 @@ class PreferenceReport:
             **period_heading(self.as_of, self.period),
             "time_zone": self.time_zone,
             "min_share": decimal_text(self.settings.min_share),
+            "excluded_categories": list(self.settings.excluded_categories),
             "buyers": self.buyers,
             "spend": fen_to_yuan(self.spend_fen),
             "mixed": self.mixed,
@@ -168,7 +182,7 @@ def report(
     source: Source, clock: base.Clock, period: Period, settings: PreferenceSettings
 ) -> PreferenceReport:
     """Summarise the preferences: per category spend, top and preferring people; share buckets."""
-    spend = _kept_spend(source, clock, period)
+    spend = _kept_spend(source, clock, period, settings)
     per_person = kept_people(source, clock, period, settings)
     by_category = {
         str(row["category"]): int(row["spend_fen"])

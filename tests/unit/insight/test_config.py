@@ -101,6 +101,15 @@ def test_a_value_of_the_wrong_type_is_refused_with_its_name(
     )
 
 
+def test_categories_that_are_no_product(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMBEROPS_INSIGHT_PREFERENCE_EXCLUDED_CATEGORIES", "paid_plan, gift_card,")
+    assert brand_settings(load_config()).preferences.excluded_categories == ("paid_plan", "gift_card")
+
+    path = tmp_path / "insight.toml"
+    path.write_text('[insight]\npreference_excluded_categories = ["paid_plan"]\n')
+    assert brand_settings(load_config(path)).preferences.excluded_categories == ("paid_plan",)
+
+
 def test_new_may_last_longer_than_active(monkeypatch: pytest.MonkeyPatch) -> None:
     # NEW is not one of the rising bounds: new for two cycles, active within one.
     monkeypatch.setenv("MEMBEROPS_INSIGHT_STAGE_CYCLES", "2,1,2,6")
