@@ -473,6 +473,35 @@ def test_layers_per_person_with_own_transaction_value(source: Source) -> None:
     assert sum(row["transaction_value_fen"] for row in rows) == 74300
 
 
+def test_a_guest_order_carrying_a_share_is_successful_propagation(engine: Engine) -> None:
+    build_shop(engine)
+    # P11 repurchased in October and shared S2, but only her own order carried it. A guest (no
+    # identifier) buys with S2 on Oct 15: another person placed an order carrying her share, so
+    # she is KOC.
+    later = Shop(engine)
+    later.order_id = 200
+    guest = later.order(11, "2026-10-15 12:00", 30, share_id="S2")
+    later.rows[Order][-1].update(person_id=None, identifier_id=None)
+    later.write()
+    with open_source(engine) as source:
+        held = {
+            row["person_id"]: row["layer"]
+            for row in layers.people(source, CLOCK.on(OCTOBER.end), OCTOBER, LayerSettings())
+            .to_pyarrow()
+            .to_pylist()
+        }
+    assert held[11] == "koc"
+    # Refunded in full by the end of October, the guest's order propagates nothing.
+    refund = Shop(engine)
+    refund.refund(guest, "2026-10-20 12:00", 30)
+    refund.write()
+    with open_source(engine) as source:
+        again = (
+            layers.people(source, CLOCK.on(OCTOBER.end), OCTOBER, LayerSettings()).to_pyarrow().to_pylist()
+        )
+    assert {row["person_id"]: row["layer"] for row in again}[11] == "repurchase"
+
+
 def _reports(engine: Engine) -> list[dict[str, Any]]:
     with open_source(engine) as source:
         return [

@@ -47,7 +47,8 @@ def propagators(
 ) -> ir.Table:
     """Return the live persons who propagated successfully in the period: ``person_id``.
 
-    ``facts`` are the purchases known at the period's end (``base.orders`` on its clock).
+    ``facts`` are the purchases known at the period's end (``base.orders`` on its clock): a
+    review counts for a product the reviewer bought by then.
     """
     start_epoch = day_end_epoch(period.start - timedelta(days=1), clock.time_zone)
     reviews = _events_in(source, "review", start_epoch, clock.end_epoch)
@@ -75,10 +76,21 @@ def propagators(
 
     shares = _events_in(source, "share", start_epoch, clock.end_epoch)
     shares = shares.filter(shares.share_id.notnull()).select("person_id", "share_id")
-    carried = facts.filter(facts.day >= day_number(period.start), facts.share_id.notnull())
-    carried = source.keep(carried.select(buyer_id=carried.person_id, share_id=carried.share_id))
+    # "Another person placed an order carrying the share": a guest's order counts too (nobody
+    # knows who they are, but they are not the sharer), so this reads every paid order, not only
+    # the purchases of known persons; an order refunded in full by the period's end is none.
+    paid = base.paid_orders(source, clock)
+    paid = paid.filter(
+        paid.share_id.notnull(), paid.day >= day_number(period.start), paid.epoch < clock.end_epoch
+    )
+    net = base.net_of_refunds(paid, base.refunded_before(source, clock.end_epoch))
+    carried = source.keep(net.filter(net.net_fen > 0).select(buyer_id=net.person_id, share_id=net.share_id))
     shared = shares.semi_join(
-        carried, [shares.share_id == carried.share_id, shares.person_id != carried.buyer_id]
+        carried,
+        [
+            shares.share_id == carried.share_id,
+            carried.buyer_id.isnull() | (shares.person_id != carried.buyer_id),
+        ],
     ).select("person_id")
     return reviewed.union(shared, distinct=True)
 
