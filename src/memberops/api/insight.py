@@ -274,7 +274,11 @@ def lifecycle_people(
     as_of: AsOfQuery = None,
     period: PeriodQuery = None,
 ) -> StreamingResponse:
-    """Lifecycle stage per person on the as-of date as CSV: ``person_id, stage``."""
+    """Lifecycle stage per person on the as-of date as CSV.
+
+    Columns ``person_id, days_since_first, days_since_last, stage``; the parameters are those of
+    ``/insight/lifecycle``.
+    """
     run = service.window("lifecycle", as_of, period, services.settings.time_zone)
     return _people_csv("lifecycle", export.lifecycle_people(services.engine, run, settings), run)
 

@@ -112,7 +112,7 @@ def rfm_people(engine: Engine, run: service.Window, settings: RfmSettings) -> Pe
 
 
 def lifecycle_people(engine: Engine, run: service.Window, settings: LifecycleSettings) -> PeopleTable:
-    """``person_id, stage`` on the as-of date."""
+    """``person_id, days_since_first, days_since_last, stage`` on the as-of date."""
     return PeopleTable(service.lifecycle_people(engine, run, settings))
 
 
