@@ -23,7 +23,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from memberops.insight.kpi_rules import InvalidOption, MagicSettings, PreferenceSettings, share_option
 from memberops.insight.rules import (
-    MEDIAN,
     QUINTILES,
     LayerSettings,
     LifecycleSettings,
@@ -185,31 +184,47 @@ def lifecycle_settings(cycle_days: int, stage_cycles: str, name: str) -> Lifecyc
 
 
 def brand_settings(config: InsightConfig) -> BrandSettings:
-    """Check the configured thresholds and return the analyses' settings (defaults where unset)."""
-    prefix = "MEMBEROPS_INSIGHT_"
-    rfm = RfmSettings(
-        score_quantiles=quantiles(config.rfm_score_quantiles, f"{prefix}RFM_SCORE_QUANTILES"),
-        class_quantile=MEDIAN,
-        recency_score_cuts=whole_numbers(config.rfm_recency_cuts, f"{prefix}RFM_RECENCY_CUTS"),
-        frequency_score_cuts=whole_numbers(config.rfm_frequency_cuts, f"{prefix}RFM_FREQUENCY_CUTS"),
-        monetary_score_cuts=yuan_amounts(config.rfm_monetary_cuts, f"{prefix}RFM_MONETARY_CUTS"),
-        class_cuts=class_cuts(config.rfm_class_cuts, f"{prefix}RFM_CLASS_CUTS"),
+    """Check the configured thresholds and return the analyses' settings (defaults where unset).
+
+    Read through the same ``…_with`` functions as a command's options, so a threshold means the
+    same and is refused alike wherever it is written; errors name the environment variable.
+    """
+    return BrandSettings(
+        rfm=rfm_with(
+            RfmSettings(),
+            score_quantiles=config.rfm_score_quantiles,
+            recency_cuts=config.rfm_recency_cuts,
+            frequency_cuts=config.rfm_frequency_cuts,
+            monetary_cuts=config.rfm_monetary_cuts,
+            cuts=config.rfm_class_cuts,
+            name=_variable("RFM_"),
+        ),
+        lifecycle=lifecycle_with(
+            LifecycleSettings(),
+            cycle_days=config.cycle_days,
+            stage_cycles=config.stage_cycles,
+            name=_variable(""),
+        ),
+        magic=magic_with(
+            MagicSettings(),
+            window_days=config.magic_window_days,
+            threshold=config.magic_threshold,
+            min_people=config.magic_min_people,
+            max_purchases=config.magic_max_purchases,
+            name=_variable("MAGIC_"),
+        ),
+        preferences=replace(
+            preferences_with(
+                PreferenceSettings(), min_share=config.preference_min_share, name=_variable("PREFERENCE_")
+            ),
+            excluded_categories=categories(config.preference_excluded_categories),
+        ),
     )
-    lifecycle = lifecycle_settings(config.cycle_days, config.stage_cycles, f"{prefix}STAGE_CYCLES")
-    try:
-        magic = MagicSettings(
-            config.magic_window_days,
-            share_option(config.magic_threshold, f"{prefix}MAGIC_THRESHOLD"),
-            config.magic_min_people,
-            config.magic_max_purchases,
-        )
-    except ValueError as error:
-        raise InvalidOption(str(error)) from None
-    preferences = PreferenceSettings(
-        share_option(config.preference_min_share, f"{prefix}PREFERENCE_MIN_SHARE"),
-        categories(config.preference_excluded_categories),
-    )
-    return BrandSettings(rfm=rfm, lifecycle=lifecycle, magic=magic, preferences=preferences)
+
+
+def _variable(group: str) -> OptionName:
+    """Name an option as its variable: ``recency-cuts`` → ``MEMBEROPS_INSIGHT_RFM_RECENCY_CUTS``."""
+    return lambda option: f"MEMBEROPS_INSIGHT_{group}{option.upper().replace('-', '_')}"
 
 
 def current(path: Path | None = None) -> BrandSettings:
