@@ -26,7 +26,7 @@ from memberops.api.schemas import error_responses
 from memberops.insight import export, kpi_service, service
 from memberops.insight.config import api_parameter, lifecycle_with, magic_with, preferences_with, rfm_with
 from memberops.insight.config import current as brand_thresholds
-from memberops.insight.kpi_rules import DIMENSIONS, PreferenceSettings, dimension, measure
+from memberops.insight.kpi_rules import DIMENSION_NAMES, PreferenceSettings, dimension, measure
 from memberops.insight.rules import LifecycleSettings, RfmSettings
 
 router = APIRouter(prefix="/insight", tags=["insight"], responses=error_responses(401, 403, 422))
@@ -449,17 +449,14 @@ def kpis(
     return KpisView.model_validate(kpi_service.kpis_report(services.engine, run).as_dict())
 
 
-_DIMENSION_TEXT = ", ".join(item.value for item in DIMENSIONS)
-
-
 @router.get("/cross", response_model=CrossView)
 def cross(
     services: ServicesDep,
     _: InsightReader,
     as_of: AsOfQuery = None,
     period: PeriodQuery = None,
-    rows: Annotated[str, Query(description=_DIMENSION_TEXT)] = "tier",
-    cols: Annotated[str, Query(description=_DIMENSION_TEXT)] = "store_type",
+    rows: Annotated[str, Query(description=DIMENSION_NAMES)] = "tier",
+    cols: Annotated[str, Query(description=DIMENSION_NAMES)] = "store_type",
     measure_name: Annotated[
         str, Query(alias="measure", description="members, buyers, orders, sales or aov")
     ] = "members",

@@ -39,7 +39,7 @@ from memberops.insight.config import (
     rfm_with,
 )
 from memberops.insight.config import current as brand_thresholds
-from memberops.insight.kpi_rules import DIMENSIONS, KPI_DIMENSIONS, bucket_labels, dimension, measure
+from memberops.insight.kpi_rules import DIMENSION_NAMES, KPI_DIMENSIONS, bucket_labels, dimension, measure
 from memberops.insight.kpis import FIGURE_NAMES
 from memberops.insight.rules import (
     LAYER_ORDER,
@@ -400,8 +400,7 @@ def kpis(
         )
 
 
-_DIMENSIONS_TEXT = ", ".join(item.value for item in DIMENSIONS)
-_DIMENSION_HELP = f"{_DIMENSIONS_TEXT} (a person attribute is read as tag expressions read it)"
+_DIMENSION_HELP = f"{DIMENSION_NAMES} (a person attribute is read as tag expressions read it)"
 
 
 @analyze_app.command("cross")

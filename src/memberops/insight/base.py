@@ -56,10 +56,20 @@ def orders(source: Source, clock: Clock) -> ir.Table:
 
 def _orders(source: Source, clock: Clock) -> ir.Table:
     paid = paid_orders(source, clock)
-    paid = paid.filter(paid.person_id.notnull(), paid.epoch < clock.end_epoch)
-    facts = net_of_refunds(paid, refunded_before(source, clock.end_epoch))
-    facts = facts.filter(facts.net_fen > 0)
+    facts = known_net(source, clock, paid.filter(paid.person_id.notnull()))
     return facts.select("order_id", "person_id", "epoch", "day", "net_fen", "share_id")
+
+
+def known_net(source: Source, clock: Clock, paid: ir.Table) -> ir.Table:
+    """Narrow ``paid`` (rows of ``paid_orders``) to what was paid before the clock's instant, with
+    ``net_fen`` after the refunds made by then; an order refunded in full is left out.
+
+    The one rule of what a purchase is on a date: the purchases of persons (``orders``), every
+    sale, guests included (``dimensions.sales``), and the orders carrying a share all apply it.
+    """
+    paid = paid.filter(paid.epoch < clock.end_epoch)
+    net = net_of_refunds(paid, refunded_before(source, clock.end_epoch))
+    return net.filter(net.net_fen > 0)
 
 
 def paid_orders(source: Source, clock: Clock) -> ir.Table:

@@ -71,10 +71,9 @@ def sales(source: Source, clock: base.Clock, since: date | None = None) -> ir.Ta
 
 def _sales(source: Source, clock: base.Clock, since: date | None) -> ir.Table:
     paid = base.paid_orders(source, clock)
-    paid = paid.filter(paid.epoch < clock.end_epoch)
     if since is not None:
         paid = paid.filter(paid.epoch >= day_end_epoch(since - timedelta(days=1), clock.time_zone))
-    net = base.net_of_refunds(paid, base.refunded_before(source, clock.end_epoch))
+    net = base.known_net(source, clock, paid)
     stores = _stores(source)
     joined = net.left_join(stores, net.store_id == stores.store_key)
     facts = joined.select(
@@ -90,7 +89,7 @@ def _sales(source: Source, clock: base.Clock, since: date | None) -> ir.Table:
     # An equality join on the person, then the spell's range, then one row per order: as a semi
     # join with the range inside, SQLite compared every order with every spell (minutes at 200,000
     # orders); kept as tables, the join gets an automatic index on the person.
-    facts = source.keep(facts.filter(facts.net_fen > 0))
+    facts = source.keep(facts)
     spells = source.keep(_spells(source))
     pairs = facts.inner_join(spells, facts.person_id == spells.person_id)
     pairs = pairs.filter(

@@ -59,6 +59,8 @@ class Dimension(StrEnum):
 
 #: What cross tables break down by: every dimension.
 DIMENSIONS: tuple[Dimension, ...] = tuple(Dimension)
+#: The dimensions' names as help text lists them (the CLI's options, the API's parameters).
+DIMENSION_NAMES = ", ".join(item.value for item in DIMENSIONS)
 #: What KPIs are broken down by: where people and orders are, and the tier.
 KPI_DIMENSIONS: tuple[Dimension, ...] = (
     Dimension.STORE,

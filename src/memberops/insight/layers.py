@@ -80,11 +80,9 @@ def propagators(
     # knows who they are, but they are not the sharer), so this reads every paid order, not only
     # the purchases of known persons; an order refunded in full by the period's end is none.
     paid = base.paid_orders(source, clock)
-    paid = paid.filter(
-        paid.share_id.notnull(), paid.day >= day_number(period.start), paid.epoch < clock.end_epoch
-    )
-    net = base.net_of_refunds(paid, base.refunded_before(source, clock.end_epoch))
-    carried = source.keep(net.filter(net.net_fen > 0).select(buyer_id=net.person_id, share_id=net.share_id))
+    paid = paid.filter(paid.share_id.notnull(), paid.day >= day_number(period.start))
+    net = base.known_net(source, clock, paid)
+    carried = source.keep(net.select(buyer_id=net.person_id, share_id=net.share_id))
     shared = shares.semi_join(
         carried,
         [
@@ -228,20 +226,30 @@ def people(source: Source, clock: base.Clock, period: Period, settings: LayerSet
     """Return ``person_id, layer, transaction_value_fen`` for everyone holding a layer at the period's end.
 
     ``layer`` is the code (``koc``…); ``transaction_value_fen`` is the person's own part of CLV:
-    their net spend to the period's end (0 when none), the purchases ``report`` sums into
-    ``transaction_value_fen``, so over the people here the values add up to that total.
+    their net spend to the period's end (0 when none). ``report``'s ``transaction_value_fen`` is
+    the sum of these values.
     """
     end_clock = clock.on(period.end)
     known = source.keep(base.orders(source, end_clock))
-    held = source.keep(layers(source, end_clock, period, settings, known))
-    # Kept, so the join is between two tables SQLite indexes on the fly (see ``report``).
+    held = transaction_values(source, known, layers(source, end_clock, period, settings, known))
+    return held.select(
+        person_id=held.person_id,
+        layer=layer_code(held.layer),
+        transaction_value_fen=held.transaction_value_fen,
+    )
+
+
+def transaction_values(source: Source, known: ir.Table, held: ir.Table) -> ir.Table:
+    """Add ``transaction_value_fen`` to ``held`` (``layers``): each holder's net spend in ``known``."""
+    # Kept, so the join is between two tables SQLite indexes on the fly: as a semi join it
+    # checked every purchase against every person (minutes at 20,000 members).
     spent = source.keep(
         known.group_by(spender_id=known.person_id).agg(value_fen=known.net_fen.sum().cast("int64"))
     )
     joined = held.left_join(spent, held.person_id == spent.spender_id)
     return joined.select(
         person_id=joined.person_id,
-        layer=layer_code(joined.layer),
+        layer=joined.layer,
         transaction_value_fen=joined.value_fen.fill_null(0).cast("int64"),
     )
 
@@ -308,12 +316,8 @@ def report(source: Source, clock: base.Clock, period: Period, settings: LayerSet
         for row in sorted(by_field.to_pyarrow().to_pylist(), key=lambda row: str(row["field"]))
     )
 
-    # ``now`` has one row per person, so an inner join keeps each purchase once; as a semi join
-    # SQLite checked every purchase against every person (minutes at 20,000 members).
-    in_layers = now.select(layer_person=now.person_id)
-    held_by = known.inner_join(in_layers, known.person_id == in_layers.layer_person)
-    value = held_by.net_fen.sum()
-    transaction_value = value.to_pyarrow().as_py()
+    valued = transaction_values(source, known, now)
+    transaction_value = valued.transaction_value_fen.sum().to_pyarrow().as_py()
     return LayersReport(
         as_of=clock.as_of,
         period=period,
